@@ -1,0 +1,1 @@
+//! Hubble evidence (see the crate description).

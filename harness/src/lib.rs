@@ -1,0 +1,2 @@
+//! Conformance harness for Cilium network policy: library.
+pub mod load;
