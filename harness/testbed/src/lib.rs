@@ -1,0 +1,1 @@
+//! The live test bed (see the crate description).
