@@ -1,2 +1,19 @@
 //! Conformance harness for Cilium network policy: library.
+//!
+//! The pipeline a scenario travels, one module per stage:
+//! - [`load`]: reading input files with located errors;
+//! - [`policy`]: typed CiliumNetworkPolicy / CiliumClusterwideNetworkPolicy;
+//! - [`stack`]: workloads and outside hosts, from the deployed manifests;
+//! - [`scenario`]: the security contract as data;
+//! - [`model`]: Cilium's policy semantics, deciding and explaining flows;
+//! - [`check`] and [`eval`]: the offline commands;
+//! - [`results`] and [`output`]: the results document and its terminal form.
+pub mod check;
+pub mod eval;
 pub mod load;
+pub mod model;
+pub mod output;
+pub mod policy;
+pub mod results;
+pub mod scenario;
+pub mod stack;

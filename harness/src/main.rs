@@ -1,1 +1,189 @@
-fn main() {}
+//! The `harness` command line.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use harness::check::{self, Inputs};
+use harness::load::InputError;
+use harness::model::CiliumVersion;
+use harness::{eval, output, policy, stack::Stack};
+
+/// Conformance harness for Cilium network policy.
+///
+/// Scenarios (fixtures/scenarios) state the security contract; postures (policies/) are sets of
+/// CiliumNetworkPolicies. The model predicts and explains every verdict offline (`check`, `eval`).
+///
+/// Exit codes: 0 every intent met, 1 a gap or failure, 2 bad input (file, line and field are named).
+#[derive(Parser, Debug)]
+#[command(name = "harness", version, about, long_about)]
+struct Cli {
+    /// Repository root (default: the nearest parent directory holding fixtures/stack.yaml).
+    #[arg(long, global = true, env = "HARNESS_ROOT")]
+    root: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Check a posture against every scenario with the policy model, offline.
+    ///
+    /// Prints each scenario's intent, the model's verdict and why. A deny at another layer or direction
+    /// than the intent names counts as a gap ("right verdict, wrong reason"). Policies that the chosen
+    /// Cilium version rejects (Kafka rules on 1.20, rules without sections on 1.18+) are reported and left
+    /// out, as the cluster would.
+    Check {
+        /// A posture name under policies/ (seed, hardened) or a directory of policy files.
+        #[arg(long, default_value = "hardened")]
+        posture: String,
+        /// Cilium version whose semantics to apply (MAJOR.MINOR[.PATCH]).
+        #[arg(long, default_value = "1.19")]
+        cilium_version: CiliumVersion,
+        /// Output format on stdout.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Also write the results document (JSON) to this file.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Only scenarios whose id matches this regular expression.
+        #[arg(long)]
+        filter: Option<String>,
+    },
+    /// Decide ad-hoc flows from a query file against any policies; JSON on stdout.
+    ///
+    /// See the README ("Query format") for the file format.
+    Eval {
+        /// Policy files or directories.
+        #[arg(long, num_args = 1.., required = true)]
+        policies: Vec<PathBuf>,
+        /// The stack description (default: fixtures/stack.yaml).
+        #[arg(long)]
+        stack: Option<PathBuf>,
+        /// The query file.
+        #[arg(long)]
+        queries: PathBuf,
+        /// Cilium version whose semantics to apply.
+        #[arg(long, default_value = "1.19")]
+        cilium_version: CiliumVersion,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum Format {
+    Table,
+    Json,
+}
+
+fn find_root(explicit: Option<PathBuf>) -> Result<PathBuf, InputError> {
+    if let Some(r) = explicit {
+        if r.join("fixtures/stack.yaml").is_file() {
+            return Ok(r);
+        }
+        return Err(InputError::Invalid(format!(
+            "--root {}: no fixtures/stack.yaml there",
+            r.display()
+        )));
+    }
+    let mut dir = std::env::current_dir().map_err(|e| InputError::Invalid(format!("cannot read the current directory: {e}")))?;
+    loop {
+        if dir.join("fixtures/stack.yaml").is_file() {
+            return Ok(dir);
+        }
+        if !dir.pop() {
+            break;
+        }
+    }
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    if built.join("fixtures/stack.yaml").is_file() {
+        return Ok(built);
+    }
+    Err(InputError::Invalid(
+        "cannot find the repository (a directory holding fixtures/stack.yaml): run inside it or pass --root".into(),
+    ))
+}
+
+fn posture_dir(root: &Path, posture: &str) -> Result<PathBuf, InputError> {
+    let as_path = PathBuf::from(posture);
+    if as_path.is_dir() {
+        return Ok(as_path);
+    }
+    let named = root.join("policies").join(posture);
+    if named.is_dir() {
+        return Ok(named);
+    }
+    let known: Vec<String> = std::fs::read_dir(root.join("policies"))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| e.path().is_dir())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    Err(InputError::Invalid(format!(
+        "--posture {posture}: neither a directory nor a posture under policies/ (known: {})",
+        known.join(", ")
+    )))
+}
+
+fn run(cli: Cli) -> Result<ExitCode, InputError> {
+    let root = find_root(cli.root)?;
+    match cli.command {
+        Command::Check { posture, cilium_version, format, output: out_file, filter } => {
+            let dir = posture_dir(&root, &posture)?;
+            let inputs = Inputs {
+                policies: vec![dir],
+                posture: posture.clone(),
+                stack_file: root.join("fixtures/stack.yaml"),
+                scenarios: root.join("fixtures/scenarios"),
+                helm_values: Some(root.join("kind/cilium-values.yaml")),
+                version: cilium_version,
+            };
+            let mut results = check::run(&inputs)?;
+            if let Some(f) = filter {
+                let re = regex::Regex::new(&f).map_err(|e| InputError::Invalid(format!("--filter: {e}")))?;
+                results.scenarios.retain(|s| re.is_match(&s.id));
+                results.summary = harness::results::Summary::of(&results.scenarios);
+            }
+            let json = serde_json::to_string_pretty(&results).map_err(|e| InputError::Invalid(e.to_string()))?;
+            if let Some(path) = out_file {
+                std::fs::write(&path, &json).map_err(|source| InputError::Io { path: path.clone(), source })?;
+            }
+            let mut stdout = std::io::stdout().lock();
+            let text = match format {
+                Format::Json => json,
+                Format::Table => output::check_table(&results, output::use_colour()),
+            };
+            let _ = writeln!(stdout, "{text}");
+            Ok(if results.summary.gaps == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Eval { policies, stack, queries, cilium_version } => {
+            let stack = Stack::load(&stack.unwrap_or_else(|| root.join("fixtures/stack.yaml")))?;
+            let policies = policy::load_policies(&policies)?;
+            let out = eval::run(&policies, &stack, &queries, cilium_version)?;
+            let json = serde_json::to_string_pretty(&out).map_err(|e| InputError::Invalid(e.to_string()))?;
+            let _ = writeln!(std::io::stdout().lock(), "{json}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
