@@ -477,7 +477,9 @@ impl Model {
         let mut denied_by = Vec::new();
         for &r in &self.selected_by[endpoint] {
             for (ei, e) in self.rules[r].deny[d].iter().enumerate() {
-                if e.matches_peer(peer) && e.port_group(flow.port, flow.protocol, owner_ports).is_some() {
+                if e.matches_peer(peer)
+                    && (e.groups.is_none() || e.port_group(flow.port, flow.protocol, owner_ports).is_some())
+                {
                     denied_by.push((r, ei));
                 }
             }
@@ -823,6 +825,26 @@ impl Model {
         if admitted.len() > 1 {
             s.push_str(" (allow rules are a union: the most permissive one decides)");
         }
+        // Narrower rules on the same port that do not admit this peer: they restrict nothing.
+        let mut narrower: Vec<String> = Vec::new();
+        for &r in &self.selected_by[endpoint] {
+            for e in &self.rules[r].allow[d] {
+                if !e.matches_peer(peer)
+                    && e.groups.is_some()
+                    && e.port_group(flow.port, flow.protocol, owner_ports).is_some()
+                {
+                    narrower.push(format!("{} ({})", self.rule_policy(r), e.describe_peers()));
+                }
+            }
+        }
+        narrower.dedup();
+        if !narrower.is_empty() {
+            let _ = write!(
+                s,
+                "; allow rules are a union, so the narrower rule of {} restricts nothing here (cilium-semantics.md §2)",
+                narrower.join(", ")
+            );
+        }
         if !l7.is_empty() && !l4_only.is_empty() {
             l4_only.sort();
             l4_only.dedup();
@@ -848,12 +870,15 @@ impl Model {
         };
         let owner_ports = &self.identities[owner].ports;
         let mut hints = Vec::new();
+        // (selector as written, namespace it was limited to) -> policies writing it.
+        let mut scoped: Vec<(String, String, Vec<String>)> = Vec::new();
         for &r in &self.selected_by[endpoint] {
+            let policy = self.rule_policy(r).to_string();
             for e in &self.rules[r].allow[d] {
-                let port_ok = e.groups.is_none() || e.port_group(flow.port, flow.protocol, owner_ports).is_some();
                 if e.matches_peer(peer) {
+                    let port_ok = e.groups.is_none() || e.port_group(flow.port, flow.protocol, owner_ports).is_some();
                     if !port_ok {
-                        hints.push(format!("{} admits {} only on {}", self.rule_policy(r), peer_id.name, e.describe_ports()));
+                        hints.push(format!("{policy} admits {} only on {}", peer_id.name, e.describe_ports()));
                     }
                     continue;
                 }
@@ -862,24 +887,26 @@ impl Model {
                         && peer_id.kind == IdentityKind::Pod
                         && unscoped.matches(&peer_id.labels)
                     {
-                        let peer_ns = peer_id.name.split('/').next().unwrap_or_default();
-                        hints.push(format!(
-                            "{}'s selector {} would match {} but is limited to namespace {ns} (a selector without a namespace key matches only the policy's own namespace, cilium-semantics.md §1): add `k8s:io.kubernetes.pod.namespace: {peer_ns}`",
-                            self.rule_policy(r),
-                            show_selector(written),
-                            peer_id.name
-                        ));
-                    }
-                    if let Peer::Cidr { cidr, .. } = p
-                        && peer_id.kind != IdentityKind::World
-                    {
-                        let _ = cidr;
-                        if peer_id.kind == IdentityKind::Pod && hints.iter().all(|h| !h.contains("CIDR rules")) {
-                            hints.push(format!("{}: CIDR rules match only peers outside the cluster, never pods (cilium-semantics.md §3)", self.rule_policy(r)));
+                        let shown = show_selector(written);
+                        match scoped.iter_mut().find(|(s, n, _)| *s == shown && n == ns) {
+                            Some((_, _, ps)) => {
+                                if !ps.contains(&policy) {
+                                    ps.push(policy.clone());
+                                }
+                            }
+                            None => scoped.push((shown, ns.clone(), vec![policy.clone()])),
                         }
                     }
                 }
             }
+        }
+        let peer_ns = peer_id.name.split('/').next().unwrap_or_default();
+        for (sel, ns, ps) in scoped {
+            hints.push(format!(
+                "the selector {sel} of {} would match {} but is limited to namespace {ns}, because a selector without a namespace key matches only the policy's own namespace (cilium-semantics.md §1): add `k8s:io.kubernetes.pod.namespace: {peer_ns}`",
+                ps.join(", "),
+                peer_id.name
+            ));
         }
         hints.dedup();
         hints
@@ -1329,3 +1356,6 @@ fn peer_matches(p: &Peer, id: &Identity) -> bool {
         Peer::Unmodelled(_) => false,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -80,16 +80,14 @@ pub struct BadVersion(String);
 impl FromStr for CiliumVersion {
     type Err = BadVersion;
     fn from_str(s: &str) -> Result<Self, BadVersion> {
+        // Pre-releases such as 1.20.0-pre.4 count as their version.
         let t = s.trim().trim_start_matches('v');
+        let t = t.split('-').next().unwrap_or(t);
         let parts: Vec<&str> = t.split('.').collect();
         let num = |p: &str| p.parse::<u16>().map_err(|_| BadVersion(s.to_string()));
         match parts.as_slice() {
             [a, b] => Ok(CiliumVersion { major: num(a)?, minor: num(b)?, patch: None }),
-            [a, b, c] => {
-                // Pre-releases such as 1.20.0-pre.4 count as their minor version.
-                let c = c.split('-').next().unwrap_or(c);
-                Ok(CiliumVersion { major: num(a)?, minor: num(b)?, patch: Some(num(c)?) })
-            }
+            [a, b, c] => Ok(CiliumVersion { major: num(a)?, minor: num(b)?, patch: Some(num(c)?) }),
             _ => Err(BadVersion(s.to_string())),
         }
     }
