@@ -7,12 +7,15 @@
 //! - [`scenario`]: the security contract as data;
 //! - [`model`]: Cilium's policy semantics, deciding and explaining flows;
 //! - [`check`] and [`eval`]: the offline commands;
-//! - [`results`] and [`output`]: the results document and its terminal form.
+//! - [`results`], [`output`], [`report`] and [`diff`]: the results document, its forms for people, and
+//!   verdict changes between two documents.
 pub mod check;
+pub mod diff;
 pub mod eval;
 pub mod load;
 pub mod model;
 pub mod output;
+pub mod report;
 pub mod policy;
 pub mod results;
 pub mod scenario;

@@ -52,6 +52,33 @@ enum Command {
         #[arg(long)]
         filter: Option<String>,
     },
+    /// Render a results document (from `check` or `run`) for people.
+    Report {
+        /// The results file (JSON).
+        file: PathBuf,
+        /// table: for a terminal (colour when stdout is a terminal); markdown: for $GITHUB_STEP_SUMMARY;
+        /// html: a self-contained page.
+        #[arg(long, value_enum, default_value_t = harness::report::ReportFormat::Table)]
+        format: harness::report::ReportFormat,
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Compare two results documents scenario by scenario.
+    ///
+    /// Classifies every change: widening (deny became allow: the dangerous one), narrowing (allow became
+    /// deny), evidence-only changes, new and removed scenarios. Exits 1 when anything widened, unless
+    /// --allow-widening.
+    Diff {
+        before: PathBuf,
+        after: PathBuf,
+        /// Do not fail on widening.
+        #[arg(long)]
+        allow_widening: bool,
+        /// Markdown instead of plain text.
+        #[arg(long)]
+        markdown: bool,
+    },
     /// Decide ad-hoc flows from a query file against any policies; JSON on stdout.
     ///
     /// See the README ("Query format") for the file format.
@@ -158,6 +185,25 @@ fn run(cli: Cli) -> Result<ExitCode, InputError> {
             };
             let _ = writeln!(stdout, "{text}");
             Ok(if results.summary.gaps == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Report { file, format, output: out_file } => {
+            let results = harness::results::Results::read(&file)?;
+            let colour = out_file.is_none() && output::use_colour();
+            let text = harness::report::render(&results, format, colour);
+            match out_file {
+                Some(path) => std::fs::write(&path, text).map_err(|source| InputError::Io { path: path.clone(), source })?,
+                None => {
+                    let _ = writeln!(std::io::stdout().lock(), "{text}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Diff { before, after, allow_widening, markdown } => {
+            let b = harness::results::Results::read(&before)?;
+            let a = harness::results::Results::read(&after)?;
+            let d = harness::diff::diff(&b, &a);
+            let _ = writeln!(std::io::stdout().lock(), "{}", harness::diff::render(&d, markdown));
+            Ok(if d.has_widening() && !allow_widening { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
         Command::Eval { policies, stack, queries, cilium_version } => {
             let stack = Stack::load(&stack.unwrap_or_else(|| root.join("fixtures/stack.yaml")))?;
