@@ -10,6 +10,19 @@
 
 use serde::{Deserialize, Serialize};
 
+mod result;
+mod spec;
+
+pub use result::{
+    DnsAnswer, DnsDetails, HttpDetails, KafkaActionKind, KafkaDetails, KafkaExchange, KafkaMode,
+    PostgresDetails, ProbeResult, Timings, WireError,
+};
+pub use spec::{
+    AGENT_PROGRAM, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_TIMEOUT_MS, DnsQuery, DnsTransport, DnsType,
+    ExactVersions, HttpHeader, HttpRequest, HttpsRequest, KafkaAction, KafkaClient, KafkaRequest,
+    PostgresQuery, ProbeKind, ProbeRequest, ProbeSpec, RdkafkaOptions,
+};
+
 /// Version of the JSON contract. Bump on any incompatible change of [`ProbeResult`] or [`ProbeSpec`].
 pub const WIRE_VERSION: u32 = 1;
 
@@ -101,7 +114,9 @@ impl Outcome {
             Outcome::ConnectTimeout | Outcome::Unreachable | Outcome::NoResponse => {
                 NetworkMeaning::DeniedL4
             }
-            Outcome::ProxyDenied | Outcome::KafkaTopicAuthorizationFailed => NetworkMeaning::DeniedL7,
+            Outcome::ProxyDenied | Outcome::KafkaTopicAuthorizationFailed => {
+                NetworkMeaning::DeniedL7
+            }
             Outcome::Timeout | Outcome::KafkaNoResponse => NetworkMeaning::Unclear,
         }
     }
@@ -158,5 +173,148 @@ mod tests {
             NetworkMeaning::DeniedL7
         );
         assert_eq!(Outcome::Timeout.network(), NetworkMeaning::Unclear);
+    }
+
+    fn sample_specs() -> Vec<ProbeSpec> {
+        vec![
+            ProbeSpec::new("10.0.0.1:8080", ProbeRequest::Tcp),
+            ProbeSpec::new(
+                "api.backend:8080",
+                ProbeRequest::Http(HttpRequest {
+                    method: "POST".into(),
+                    path: "/api/v1/orders?x=1".into(),
+                    headers: vec![HttpHeader {
+                        name: "X-Token".into(),
+                        value: "-a b".into(),
+                    }],
+                    body: Some("{}".into()),
+                    host_header: Some("api".into()),
+                }),
+            ),
+            ProbeSpec::new(
+                "[::1]:443",
+                ProbeRequest::Https(HttpsRequest {
+                    http: HttpRequest::default(),
+                    sni: Some("frontend".into()),
+                }),
+            ),
+            ProbeSpec::new(
+                "10.96.0.10:53",
+                ProbeRequest::Dns(DnsQuery {
+                    name: "kafka.svc".into(),
+                    qtype: DnsType::Aaaa,
+                    transport: DnsTransport::Tcp,
+                }),
+            ),
+            ProbeSpec::new("db:5432", ProbeRequest::Postgres(PostgresQuery::default())),
+            ProbeSpec::new(
+                "kafka:9092",
+                ProbeRequest::Kafka(KafkaRequest {
+                    client: KafkaClient::Exact(ExactVersions::default()),
+                    action: KafkaAction::Produce {
+                        message: "m".into(),
+                    },
+                    topic: "orders".into(),
+                    partition: 0,
+                    client_id: "c".into(),
+                }),
+            ),
+            ProbeSpec::new(
+                "kafka:9092",
+                ProbeRequest::Kafka(KafkaRequest {
+                    client: KafkaClient::Rdkafka(RdkafkaOptions {
+                        config: vec![("api.version.request".into(), "false".into())],
+                    }),
+                    action: KafkaAction::Consume,
+                    topic: "orders".into(),
+                    partition: 1,
+                    client_id: "".into(),
+                }),
+            ),
+        ]
+    }
+
+    #[test]
+    fn probe_specs_round_trip_through_json() {
+        for spec in sample_specs() {
+            let json = serde_json::to_string(&spec).expect("serialise");
+            let back: ProbeSpec = serde_json::from_str(&json).expect("parse");
+            assert_eq!(back, spec, "{json}");
+        }
+    }
+
+    #[test]
+    fn to_args_starts_with_program_kind_and_target_and_keeps_values_attached() {
+        let args = sample_specs()[1].to_args();
+        assert_eq!(&args[..3], ["agent", "probe", "http"]);
+        assert!(
+            args.contains(&"--target=api.backend:8080".to_owned()),
+            "{args:?}"
+        );
+        assert!(
+            args.contains(&"--header=X-Token: -a b".to_owned()),
+            "{args:?}"
+        );
+        let exact = sample_specs()[5].to_args();
+        assert!(exact.contains(&"--no-api-versions".to_owned()), "{exact:?}");
+        assert!(
+            exact.contains(&"--produce-version=3".to_owned()),
+            "{exact:?}"
+        );
+    }
+
+    fn sample_result() -> ProbeResult {
+        ProbeResult {
+            version: WIRE_VERSION,
+            probe: ProbeKind::Http,
+            target: "127.0.0.1:80".into(),
+            outcome: Outcome::ProxyDenied,
+            detail: "HTTP 403 from Cilium's proxy".into(),
+            timings: Timings {
+                connect_ms: Some(0.2),
+                first_byte_ms: Some(1.5),
+                total_ms: 1.7,
+            },
+            local_addr: Some("127.0.0.1:40000".parse().expect("addr")),
+            peer_addr: Some("127.0.0.1:80".parse().expect("addr")),
+            http: Some(HttpDetails {
+                status: 403,
+                proxy_denied: true,
+                server: Some("envoy".into()),
+                content_type: Some("text/plain".into()),
+                body_bytes: 15,
+                body_excerpt: "Access denied\r\n".into(),
+            }),
+            kafka: None,
+            postgres: None,
+            dns: None,
+        }
+    }
+
+    #[test]
+    fn probe_results_round_trip_and_omit_absent_protocol_details() {
+        let r = sample_result();
+        let json = r.to_json();
+        assert!(!json.contains("\"kafka\""), "{json}");
+        assert!(
+            json.contains("\"local_addr\":\"127.0.0.1:40000\""),
+            "{json}"
+        );
+        assert_eq!(ProbeResult::from_json(&json).expect("parse"), r);
+    }
+
+    #[test]
+    fn results_of_another_wire_version_are_refused_as_such() {
+        let mut r = sample_result();
+        r.version = WIRE_VERSION + 1;
+        let err = ProbeResult::from_json(&r.to_json()).expect_err("must refuse");
+        assert!(
+            matches!(err, WireError::Version { found, .. } if found == WIRE_VERSION + 1),
+            "{err}"
+        );
+        assert!(matches!(
+            ProbeResult::from_json("not json"),
+            Err(WireError::Json(_))
+        ));
     }
 }
