@@ -159,6 +159,7 @@ fn config_verdict(c: &ConfigCheck, metrics: &Option<Result<Vec<String>, String>>
         policies: Vec::new(),
         explanation,
         notes: Vec::new(),
+        denied_kafka_key: None,
     })
 }
 
@@ -192,6 +193,7 @@ pub fn check_loaded(inputs: &Inputs, loaded: &Loaded) -> Results {
                         policies: Vec::new(),
                         explanation: why.clone(),
                         notes: Vec::new(),
+                        denied_kafka_key: None,
                     },
                     Status::NotApplicable,
                     why,

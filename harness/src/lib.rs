@@ -18,5 +18,6 @@ pub mod output;
 pub mod report;
 pub mod policy;
 pub mod results;
+pub mod runner;
 pub mod scenario;
 pub mod stack;

@@ -168,6 +168,8 @@ pub struct FastDecision {
     pub proxied: bool,
     /// The rules that decided: (rule index, element index) of the model.
     pub deciding: Vec<(usize, usize)>,
+    /// For an L7 deny of a Kafka session: the API key name of the request that was refused.
+    pub denied_kafka_key: Option<String>,
 }
 
 /// A decision with its explanation.
@@ -194,6 +196,9 @@ pub struct Verdict {
     /// Further facts that matter for this flow (unmodelled fields, rejected policies, caveats).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// For an L7 deny of a Kafka session: the API key name of the request the proxy refuses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denied_kafka_key: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -437,6 +442,7 @@ impl Model {
                         outcome: Outcome::Completed,
                         proxied,
                         deciding,
+                        denied_kafka_key: None,
                     };
                 }
                 DirResult::Denied(d) => return d,
@@ -451,6 +457,7 @@ impl Model {
             outcome: Outcome::Completed,
             proxied,
             deciding: Vec::new(),
+            denied_kafka_key: None,
         }
     }
 
@@ -493,6 +500,7 @@ impl Model {
                 outcome: l4_drop_outcome(flow.protocol),
                 proxied: false,
                 deciding: denied_by,
+                denied_kafka_key: None,
             });
         }
         // Allow rules are a union (§2): collect every element that admits the peer on this port.
@@ -526,6 +534,7 @@ impl Model {
                 outcome: l4_drop_outcome(flow.protocol),
                 proxied: false,
                 deciding: Vec::new(),
+                denied_kafka_key: None,
             });
         }
         let proxied = groups.iter().any(|(_, _, g)| !matches!(g.l7, L7::None));
@@ -542,7 +551,7 @@ impl Model {
         }
         match self.evaluate_l7(&groups, flow) {
             None => DirResult::Allowed { proxied, deciding },
-            Some(outcome) => {
+            Some((outcome, denied_kafka_key)) => {
                 deciding.retain(|(r, e)| groups.iter().any(|(gr, ge, g)| gr == r && ge == e && !matches!(g.l7, L7::None)));
                 DirResult::Denied(FastDecision {
                     decision: Decision::Deny,
@@ -552,6 +561,7 @@ impl Model {
                     outcome,
                     proxied: true,
                     deciding,
+                    denied_kafka_key,
                 })
             }
         }
@@ -559,7 +569,7 @@ impl Model {
 
     /// Evaluate the flow's L7 request against the union of the L7 rules that apply. `None` when allowed,
     /// otherwise what the client sees.
-    fn evaluate_l7(&self, groups: &[(usize, usize, &PortGroup)], flow: &Flow) -> Option<Outcome> {
+    fn evaluate_l7(&self, groups: &[(usize, usize, &PortGroup)], flow: &Flow) -> Option<(Outcome, Option<String>)> {
         let http: Vec<&HttpRule> = groups
             .iter()
             .filter_map(|(_, _, g)| if let L7::Http(r) = &g.l7 { Some(r.iter()) } else { None })
@@ -581,18 +591,19 @@ impl Model {
                 if http.iter().any(|r| http::rule_matches(r, req)) {
                     None
                 } else {
-                    Some(Outcome::ProxyDenied)
+                    Some((Outcome::ProxyDenied, None))
                 }
             }
             Some(L7Request::Kafka(reqs)) if !kafka.is_empty() => {
                 for req in reqs {
                     if !kafka::allows(&kafka, req) {
                         // §6: error 29 is injected for some keys; others are dropped unanswered.
-                        return Some(if kafka::deny_is_answered(req.api_key) {
+                        let outcome = if kafka::deny_is_answered(req.api_key) {
                             Outcome::KafkaTopicAuthorizationFailed
                         } else {
                             Outcome::KafkaNoResponse
-                        });
+                        };
+                        return Some((outcome, Some(kafka::api_key_name(req.api_key))));
                     }
                 }
                 None
@@ -602,7 +613,7 @@ impl Model {
                     None
                 } else {
                     // Cilium's DNS proxy answers a denied query with REFUSED.
-                    Some(Outcome::DnsFailure)
+                    Some((Outcome::DnsRefused, None))
                 }
             }
             // The request is not of the kind the proxy parses, or there is none: nothing is decided at L7.
@@ -748,6 +759,7 @@ impl Model {
             policies,
             explanation,
             notes,
+            denied_kafka_key: fast.denied_kafka_key,
         }
     }
 

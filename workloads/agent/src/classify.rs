@@ -127,13 +127,13 @@ pub fn kafka_api_name(key: i16) -> String {
 }
 
 /// Classifies a DNS response code: NOERROR (0) → [`Outcome::Completed`] (even with no answer records),
-/// anything else (SERVFAIL, NXDOMAIN, REFUSED — which Cilium's DNS proxy returns on a deny —, ...) →
-/// [`Outcome::DnsFailure`].
+/// REFUSED (5), which Cilium's DNS proxy answers on a policy deny → [`Outcome::DnsRefused`], anything
+/// else (SERVFAIL, NXDOMAIN, ...) → [`Outcome::DnsFailure`].
 pub fn dns_rcode(rcode: u8) -> Outcome {
-    if rcode == 0 {
-        Outcome::Completed
-    } else {
-        Outcome::DnsFailure
+    match rcode {
+        0 => Outcome::Completed,
+        5 => Outcome::DnsRefused,
+        _ => Outcome::DnsFailure,
     }
 }
 
@@ -314,11 +314,12 @@ mod tests {
     }
 
     #[test]
-    fn dns_noerror_completes_and_every_other_rcode_is_a_dns_failure() {
+    fn dns_noerror_completes_refused_is_a_deny_and_other_rcodes_are_failures() {
         assert_eq!(dns_rcode(0), Outcome::Completed);
-        for rcode in [1, 2, 3, 5] {
+        for rcode in [1, 2, 3, 4] {
             assert_eq!(dns_rcode(rcode), Outcome::DnsFailure);
         }
+        assert_eq!(dns_rcode(5), Outcome::DnsRefused);
         assert_eq!(dns_rcode_name(3), "NXDOMAIN");
         assert_eq!(dns_rcode_name(5), "REFUSED");
     }

@@ -118,6 +118,10 @@ pub struct CommonArgs {
     /// Bound on the whole probe, in milliseconds.
     #[arg(long, default_value_t = DEFAULT_TIMEOUT_MS)]
     pub timeout_ms: u64,
+    /// Stop when anything arrives on standard input, or it ends, and report what was seen so far (the
+    /// harness uses it to stop a deny probe early). Only for callers that hold stdin open.
+    #[arg(long)]
+    pub cancel_on_stdin: bool,
 }
 
 /// The HTTP request.
@@ -307,6 +311,7 @@ impl CommonArgs {
             connect_timeout_ms: self.connect_timeout_ms,
             timeout_ms: self.timeout_ms,
             request,
+            cancel_on_stdin: self.cancel_on_stdin,
         })
     }
 }
@@ -482,6 +487,7 @@ mod tests {
             target: "10.96.1.2:9092".into(),
             connect_timeout_ms: 750,
             timeout_ms: 4_000,
+            cancel_on_stdin: false,
             request: ProbeRequest::Kafka(KafkaRequest {
                 client,
                 action,

@@ -30,7 +30,17 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            let result = runtime.block_on(agent::probe::run(&spec));
+            let result = if spec.cancel_on_stdin {
+                runtime.block_on(agent::probe::run_until(&spec, async {
+                    // Anything on standard input, or its end, is the harness's signal to stop (some
+                    // exec transports cannot close stdin, all can write to it).
+                    use tokio::io::AsyncReadExt as _;
+                    let mut byte = [0u8; 1];
+                    let _ = tokio::io::stdin().read(&mut byte).await;
+                }))
+            } else {
+                runtime.block_on(agent::probe::run(&spec))
+            };
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{}", result.to_json());
             let _ = out.flush();

@@ -170,3 +170,51 @@ fn dns_over_tcp_uses_length_prefixed_messages() {
     assert_eq!(r.outcome, Outcome::Completed, "{}", r.detail);
     assert!(r.timings.connect_ms.is_some());
 }
+
+/// The harness stops a deny probe by writing to the agent's stdin as soon as Hubble reports the drop:
+/// the agent must stop at once and say that nothing had connected yet.
+#[test]
+fn a_line_on_stdin_stops_a_probe_early_and_reports_no_connection_yet() {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let (addr, _l, _f) = syn_dropping_port();
+    let mut spec = tcp(addr);
+    spec.connect_timeout_ms = 10_000;
+    spec.timeout_ms = 20_000;
+    spec.cancel_on_stdin = true;
+    let args = spec.to_args();
+    let started = Instant::now();
+    let mut child = Command::new(agent_bin())
+        .args(&args[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("agent starts");
+    std::thread::sleep(Duration::from_millis(300));
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"stop\n").expect("write to the agent's stdin");
+    stdin.flush().expect("flush");
+    let out = child.wait_with_output().expect("agent ends");
+    drop(stdin);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    let r = ProbeResult::from_json(String::from_utf8_lossy(&out.stdout).trim()).expect("result JSON");
+    assert_eq!(r.outcome, Outcome::ConnectTimeout, "{}", r.detail);
+    assert!(r.detail.contains("stopped by the harness"), "{}", r.detail);
+}
+
+#[test]
+fn without_the_flag_a_closed_stdin_does_not_stop_the_probe() {
+    let addr = responder(|_s| {});
+    let spec = tcp(addr);
+    assert!(!spec.to_args().iter().any(|a| a == "--cancel-on-stdin"));
+    let out = Command::new(agent_bin())
+        .args(&spec.to_args()[1..])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("agent runs");
+    let r = ProbeResult::from_json(String::from_utf8_lossy(&out.stdout).trim()).expect("result JSON");
+    assert_eq!(r.outcome, Outcome::Completed, "{}", r.detail);
+}

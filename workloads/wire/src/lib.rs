@@ -60,8 +60,11 @@ pub enum Outcome {
     KafkaNoResponse,
     /// The PostgreSQL server returned an error.
     PostgresError,
-    /// The DNS query failed (SERVFAIL, REFUSED, NXDOMAIN or a malformed answer).
+    /// The DNS query failed (SERVFAIL, NXDOMAIN or a malformed answer).
     DnsFailure,
+    /// The DNS server answered REFUSED: what Cilium's DNS proxy answers on a policy deny. (A server can
+    /// refuse on its own too; inside a cluster kube-dns does not.)
+    DnsRefused,
     /// A UDP probe got no answer before the deadline: what a policy drop of UDP looks like.
     NoResponse,
 }
@@ -82,7 +85,7 @@ pub enum NetworkMeaning {
 
 impl Outcome {
     /// Every outcome, in declaration order.
-    pub const ALL: [Outcome; 15] = [
+    pub const ALL: [Outcome; 16] = [
         Outcome::Completed,
         Outcome::ConnectTimeout,
         Outcome::Refused,
@@ -97,6 +100,7 @@ impl Outcome {
         Outcome::KafkaNoResponse,
         Outcome::PostgresError,
         Outcome::DnsFailure,
+        Outcome::DnsRefused,
         Outcome::NoResponse,
     ];
 
@@ -114,7 +118,7 @@ impl Outcome {
             Outcome::ConnectTimeout | Outcome::Unreachable | Outcome::NoResponse => {
                 NetworkMeaning::DeniedL4
             }
-            Outcome::ProxyDenied | Outcome::KafkaTopicAuthorizationFailed => {
+            Outcome::ProxyDenied | Outcome::KafkaTopicAuthorizationFailed | Outcome::DnsRefused => {
                 NetworkMeaning::DeniedL7
             }
             Outcome::Timeout | Outcome::KafkaNoResponse => NetworkMeaning::Unclear,
@@ -138,6 +142,7 @@ impl Outcome {
             Outcome::KafkaNoResponse => "kafka_no_response",
             Outcome::PostgresError => "postgres_error",
             Outcome::DnsFailure => "dns_failure",
+            Outcome::DnsRefused => "dns_refused",
             Outcome::NoResponse => "no_response",
         }
     }

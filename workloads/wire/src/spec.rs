@@ -65,6 +65,11 @@ pub struct ProbeSpec {
     pub timeout_ms: u64,
     /// What the probe sends.
     pub request: ProbeRequest,
+    /// Stop the probe when anything arrives on standard input or it reaches end-of-file, and report what was
+    /// seen until then (the harness writes to stdin to stop a deny probe as soon as Hubble reports the
+    /// drop). Leave it off when stdin is not held open by the caller: a closed stdin stops the probe at once.
+    #[serde(default)]
+    pub cancel_on_stdin: bool,
 }
 
 /// What a probe sends, per kind.
@@ -371,6 +376,7 @@ impl ProbeSpec {
             connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
             timeout_ms: DEFAULT_TIMEOUT_MS,
             request,
+            cancel_on_stdin: false,
         }
     }
 
@@ -390,6 +396,9 @@ impl ProbeSpec {
         a.opt("--target", &self.target);
         a.opt("--connect-timeout-ms", self.connect_timeout_ms);
         a.opt("--timeout-ms", self.timeout_ms);
+        if self.cancel_on_stdin {
+            a.word("--cancel-on-stdin");
+        }
         match &self.request {
             ProbeRequest::Http(http) => a.http(http),
             ProbeRequest::Https(https) => {

@@ -109,17 +109,44 @@ type Verdict = Result<String, Failure>;
 /// Runs one probe and classifies what it saw. Never fails and never runs past the spec's deadline
 /// (plus a grace of a few hundred milliseconds).
 pub async fn run(spec: &ProbeSpec) -> ProbeResult {
+    run_until(spec, std::future::pending()).await
+}
+
+/// Like [`run`], but stops early when `cancel` resolves (the caller closed stdin) and reports what was
+/// seen until then: no connection yet is a connect timeout (for a UDP query: no response), a connection
+/// without an answer is a timeout. The detail says that the harness stopped it and when.
+pub async fn run_until(spec: &ProbeSpec, cancel: impl std::future::Future<Output = ()>) -> ProbeResult {
     let clock = Clock::start(spec.connect_timeout_ms, spec.timeout_ms);
     let mut report = Report::new(clock, spec.kind(), spec.target.clone());
     let target: Target = match spec.target.parse() {
         Ok(t) => t,
         Err(e) => return report.finish(Outcome::ProtocolError, e.to_string()),
     };
-    let verdict = timeout_at(
-        clock.deadline() + GRACE,
-        dispatch(spec, &target, &clock, &mut report),
-    )
-    .await;
+    let udp = matches!(&spec.request, ProbeRequest::Dns(q) if q.transport == probe_wire::DnsTransport::Udp);
+    let verdict = {
+        let work = timeout_at(
+            clock.deadline() + GRACE,
+            dispatch(spec, &target, &clock, &mut report),
+        );
+        tokio::select! {
+            v = work => Some(v),
+            () = cancel => None,
+        }
+    };
+    let Some(verdict) = verdict else {
+        let after = clock.elapsed_ms();
+        let (outcome, what) = if report.connected_at.is_some() {
+            (Outcome::Timeout, "connected, no complete answer yet")
+        } else if udp {
+            (Outcome::NoResponse, "no answer to the query yet")
+        } else {
+            (Outcome::ConnectTimeout, "no answer to the connection attempt yet")
+        };
+        return report.finish(
+            outcome,
+            format!("stopped by the harness after {after:.0} ms (signal on standard input): {what}"),
+        );
+    };
     match verdict {
         Ok(Ok(detail)) => report.finish(Outcome::Completed, detail),
         Ok(Err(f)) => report.finish(f.outcome, f.detail),
