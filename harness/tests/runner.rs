@@ -1,0 +1,462 @@
+//! The runner against an in-process test bed: scripted agent answers and scripted Hubble flows (fed
+//! through the real flow watch and matcher), including the bad cases.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use harness::check::{self, Inputs};
+use harness::model::{CiliumVersion, Model};
+use harness::results::Status;
+use harness::runner::{self, BedError, BoxFuture, NodeMetrics, Place, RunOptions, TestBed};
+use harness::scenario::Scenario;
+use probe_wire::{Outcome, ProbeKind, ProbeResult, Timings, WIRE_VERSION};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn loaded(posture: &str) -> check::Loaded {
+    let r = root();
+    check::load(&Inputs {
+        policies: vec![r.join("policies").join(posture)],
+        posture: posture.into(),
+        stack_file: r.join("fixtures/stack.yaml"),
+        scenarios: r.join("fixtures/scenarios"),
+        helm_values: Some(r.join("kind/cilium-values.yaml")),
+        version: CiliumVersion::new(1, 19),
+    })
+    .expect("project inputs load")
+}
+
+/// What the fake agent does for one (source, target) pair.
+#[derive(Clone)]
+enum Script {
+    /// Push these Hubble flows, then answer with this outcome.
+    Answer(Outcome, Vec<Kind>),
+    /// Push these flows, then wait until the runner signals the probe (or the deadline) and answer with
+    /// a connect timeout, as the agent does.
+    DropUntilStopped(Vec<Kind>),
+    /// Never answer (a hung exec).
+    Hang,
+}
+
+/// The Hubble flows the fake can emit.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// Policy-verdict + drop event at the destination's ingress (POLICY_DENIED).
+    IngressDrop,
+    /// Policy-verdict forwarded at ingress, then the reply.
+    Forwarded,
+    /// An HTTP request record (dropped or forwarded) and its response.
+    Http { denied: bool },
+    /// A lost-events notice.
+    Lost,
+}
+
+struct FakeBed {
+    places: HashMap<String, Place>,
+    scripts: HashMap<(String, String), Script>,
+    default_script: Script,
+    tx: mpsc::UnboundedSender<Result<hubble::Event, hubble::StreamError>>,
+    watch: Option<hubble::FlowWatch>,
+    metrics: Result<Vec<NodeMetrics>, BedError>,
+    in_flight: Mutex<HashMap<String, usize>>,
+    max_in_flight_per_key: AtomicUsize,
+    stopped_early: AtomicUsize,
+}
+
+fn pod_ip(i: usize) -> IpAddr {
+    format!("10.244.1.{}", 10 + i).parse().expect("ip")
+}
+
+impl FakeBed {
+    fn new(loaded: &check::Loaded, with_hubble: bool) -> Arc<FakeBed> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Result<hubble::Event, hubble::StreamError>>();
+        let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+        let watch = with_hubble.then(|| hubble::FlowWatch::new(stream, hubble::WatchOptions::default()));
+        let mut places = HashMap::new();
+        for (i, w) in loaded.stack.workloads.iter().enumerate() {
+            places.insert(
+                w.id(),
+                Place { ip: pod_ip(i), hubble: hubble::Peer::pod(&w.namespace, format!("{}-7d9f8c-abcde", w.name)) },
+            );
+        }
+        for h in &loaded.stack.outside {
+            places.insert(h.name.clone(), Place { ip: h.ip, hubble: hubble::Peer::ip(h.ip) });
+        }
+        Arc::new(FakeBed {
+            places,
+            scripts: HashMap::new(),
+            default_script: Script::Answer(Outcome::Completed, vec![Kind::Forwarded]),
+            tx,
+            watch,
+            metrics: Ok(vec![]),
+            in_flight: Mutex::new(HashMap::new()),
+            max_in_flight_per_key: AtomicUsize::new(0),
+            stopped_early: AtomicUsize::new(0),
+        })
+    }
+
+    fn place_of_ip(&self, ip: &str) -> (String, Place) {
+        self.places
+            .iter()
+            .find(|(_, p)| p.ip.to_string() == ip)
+            .map(|(n, p)| (n.clone(), p.clone()))
+            .expect("target is a known place")
+    }
+
+    fn endpoint_json(p: &Place) -> String {
+        match &p.hubble {
+            hubble::Peer::Pod { namespace, name } => format!(
+                r#"{{"identity":12345,"namespace":"{namespace}","pod_name":"{name}","labels":["k8s:io.kubernetes.pod.namespace={namespace}"]}}"#
+            ),
+            _ => r#"{"identity":2,"labels":["reserved:world"]}"#.to_string(),
+        }
+    }
+
+    fn push(&self, kind: Kind, src: &Place, dst: &Place, port: u16, method: &str, path: &str) {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock");
+        let time = format!("{}.{:09}", now.as_secs(), now.subsec_nanos());
+        let time = rfc3339(&time);
+        let s = FakeBed::endpoint_json(src);
+        let d = FakeBed::endpoint_json(dst);
+        let (sip, dip) = (src.ip, dst.ip);
+        let lines: Vec<String> = match kind {
+            Kind::IngressDrop => vec![
+                format!(r#"{{"flow":{{"time":"{time}","verdict":"DROPPED","drop_reason":133,"IP":{{"source":"{sip}","destination":"{dip}","ipVersion":"IPv4"}},"l4":{{"TCP":{{"source_port":40000,"destination_port":{port},"flags":{{"SYN":true}}}}}},"source":{s},"destination":{d},"Type":"L3_L4","node_name":"kind-harness/harness-worker","event_type":{{"type":5}},"traffic_direction":"INGRESS","drop_reason_desc":"POLICY_DENIED","is_reply":false}},"node_name":"kind-harness/harness-worker","time":"{time}"}}"#),
+                format!(r#"{{"flow":{{"time":"{time}","verdict":"DROPPED","drop_reason":133,"IP":{{"source":"{sip}","destination":"{dip}","ipVersion":"IPv4"}},"l4":{{"TCP":{{"source_port":40000,"destination_port":{port},"flags":{{"SYN":true}}}}}},"source":{s},"destination":{d},"Type":"L3_L4","node_name":"kind-harness/harness-worker","event_type":{{"type":1,"sub_type":133}},"traffic_direction":"INGRESS","drop_reason_desc":"POLICY_DENIED","is_reply":false}},"node_name":"kind-harness/harness-worker","time":"{time}"}}"#),
+            ],
+            Kind::Forwarded => vec![
+                format!(r#"{{"flow":{{"time":"{time}","verdict":"FORWARDED","IP":{{"source":"{sip}","destination":"{dip}","ipVersion":"IPv4"}},"l4":{{"TCP":{{"source_port":40000,"destination_port":{port},"flags":{{"SYN":true}}}}}},"source":{s},"destination":{d},"Type":"L3_L4","node_name":"kind-harness/harness-worker","event_type":{{"type":5}},"traffic_direction":"INGRESS","is_reply":false}},"node_name":"kind-harness/harness-worker","time":"{time}"}}"#),
+                format!(r#"{{"flow":{{"time":"{time}","verdict":"FORWARDED","IP":{{"source":"{dip}","destination":"{sip}","ipVersion":"IPv4"}},"l4":{{"TCP":{{"source_port":{port},"destination_port":40000,"flags":{{"SYN":true,"ACK":true}}}}}},"source":{d},"destination":{s},"Type":"L3_L4","node_name":"kind-harness/harness-worker","event_type":{{"type":4}},"traffic_direction":"INGRESS","is_reply":true}},"node_name":"kind-harness/harness-worker","time":"{time}"}}"#),
+            ],
+            Kind::Http { denied } => {
+                let (verdict, code) = if denied { ("DROPPED", 403) } else { ("FORWARDED", 200) };
+                vec![
+                    format!(r#"{{"flow":{{"time":"{time}","verdict":"{verdict}","IP":{{"source":"{sip}","destination":"{dip}","ipVersion":"IPv4"}},"l4":{{"TCP":{{"source_port":40001,"destination_port":{port}}}}},"source":{s},"destination":{d},"Type":"L7","node_name":"kind-harness/harness-worker","l7":{{"type":"REQUEST","http":{{"method":"{method}","url":"http://{dip}:{port}{path}","protocol":"HTTP/1.1"}}}},"event_type":{{"type":129}},"traffic_direction":"INGRESS","is_reply":false}},"node_name":"kind-harness/harness-worker","time":"{time}"}}"#),
+                    format!(r#"{{"flow":{{"time":"{time}","verdict":"FORWARDED","IP":{{"source":"{dip}","destination":"{sip}","ipVersion":"IPv4"}},"l4":{{"TCP":{{"source_port":{port},"destination_port":40001}}}},"source":{d},"destination":{s},"Type":"L7","node_name":"kind-harness/harness-worker","l7":{{"type":"RESPONSE","http":{{"code":{code},"method":"{method}","url":"http://{dip}:{port}{path}","protocol":"HTTP/1.1"}}}},"event_type":{{"type":129}},"traffic_direction":"INGRESS","is_reply":true}},"node_name":"kind-harness/harness-worker","time":"{time}"}}"#),
+                ]
+            }
+            Kind::Lost => vec![format!(
+                r#"{{"lost_events":{{"source":"HUBBLE_RING_BUFFER","num_events_lost":"12"}},"node_name":"kind-harness/harness-worker","time":"{time}"}}"#
+            )],
+        };
+        for l in lines {
+            if let Ok(Some(ev)) = hubble::json::parse_line(&l, 1) {
+                let _ = self.tx.send(Ok(ev));
+            } else {
+                panic!("test flow does not parse: {l}");
+            }
+        }
+    }
+}
+
+/// `secs.nanos` since the epoch → RFC 3339 with nanoseconds.
+fn rfc3339(epoch: &str) -> String {
+    let (secs, nanos) = epoch.split_once('.').expect("dot");
+    let secs: i64 = secs.parse().expect("secs");
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
+}
+
+fn answer(outcome: Outcome, kind: ProbeKind, target: &str, detail: &str) -> String {
+    ProbeResult {
+        version: WIRE_VERSION,
+        probe: kind,
+        target: target.into(),
+        outcome,
+        detail: detail.into(),
+        timings: Timings { connect_ms: None, first_byte_ms: None, total_ms: 1.0 },
+        local_addr: None,
+        peer_addr: None,
+        http: None,
+        kafka: None,
+        postgres: None,
+        dns: None,
+    }
+    .to_json()
+}
+
+fn arg<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.iter().find_map(|a| a.strip_prefix(&format!("{name}=")))
+}
+
+impl TestBed for FakeBed {
+    fn locate(&self, peer: &str) -> Result<Place, BedError> {
+        if peer == "outsider" {
+            return Err(BedError::NotApplicable("no outside hosts on this test bed".into()));
+        }
+        if peer == "analytics/reporting" {
+            return Err(BedError::Failed("no Ready pod labelled harness/workload=reporting in namespace analytics".into()));
+        }
+        self.places.get(peer).cloned().ok_or_else(|| BedError::Failed(format!("unknown peer {peer}")))
+    }
+
+    fn exec<'a>(
+        &'a self,
+        source: &'a str,
+        args: Vec<String>,
+        deadline: Instant,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'a, Result<String, BedError>> {
+        Box::pin(async move {
+            assert!(args.iter().any(|a| a == "--cancel-on-stdin"), "the runner must ask for early stops");
+            let target = arg(&args, "--target").expect("--target").to_string();
+            let (ip, port) = target.rsplit_once(':').expect("host:port");
+            let port: u16 = port.parse().expect("port");
+            let kind = match args.get(2).map(String::as_str) {
+                Some("http") => ProbeKind::Http,
+                Some("https") => ProbeKind::Https,
+                Some("postgres") => ProbeKind::Postgres,
+                Some("kafka") => ProbeKind::Kafka,
+                Some("dns") => ProbeKind::Dns,
+                _ => ProbeKind::Tcp,
+            };
+            let method = arg(&args, "--method").unwrap_or("GET").to_string();
+            let path = arg(&args, "--path").unwrap_or("/").to_string();
+            let key = format!("{source}->{target}");
+            {
+                let mut m = self.in_flight.lock().expect("lock");
+                let n = m.entry(key.clone()).or_insert(0);
+                *n += 1;
+                self.max_in_flight_per_key.fetch_max(*n, Ordering::SeqCst);
+            }
+            let src = self.places.get(source).cloned().expect("source place");
+            let (dst_name, dst) = self.place_of_ip(ip);
+            let script = self.scripts.get(&(source.to_string(), dst_name)).cloned().unwrap_or_else(|| self.default_script.clone());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let out = match script {
+                Script::Answer(outcome, flows) => {
+                    for f in flows {
+                        self.push(f, &src, &dst, port, &method, &path);
+                    }
+                    Ok(answer(outcome, kind, &target, "scripted"))
+                }
+                Script::DropUntilStopped(flows) => {
+                    for f in flows {
+                        self.push(f, &src, &dst, port, &method, &path);
+                    }
+                    tokio::select! {
+                        () = cancel.cancelled() => {
+                            self.stopped_early.fetch_add(1, Ordering::SeqCst);
+                            Ok(answer(Outcome::ConnectTimeout, kind, &target, "stopped by the harness after 25 ms (signal on standard input): no answer to the connection attempt yet"))
+                        }
+                        () = tokio::time::sleep_until(deadline) => Ok(answer(Outcome::ConnectTimeout, kind, &target, "connect timeout")),
+                    }
+                }
+                Script::Hang => {
+                    tokio::time::sleep_until(deadline).await;
+                    Err(BedError::Failed(format!("{source}: the command did not finish before its deadline")))
+                }
+            };
+            if let Some(n) = self.in_flight.lock().expect("lock").get_mut(&key) {
+                *n -= 1;
+            }
+            out
+        })
+    }
+
+    fn flows(&self) -> Result<&hubble::FlowWatch, String> {
+        self.watch.as_ref().ok_or_else(|| "Hubble Relay unreachable at 127.0.0.1:4245".to_string())
+    }
+
+    fn hubble_metrics(&self) -> BoxFuture<'_, Result<Vec<NodeMetrics>, BedError>> {
+        let m = self.metrics.clone();
+        Box::pin(async move { m })
+    }
+}
+
+fn only(loaded: &check::Loaded, ids: &[&str]) -> Vec<Scenario> {
+    let v: Vec<Scenario> = loaded.scenarios.iter().filter(|s| ids.contains(&s.id.as_str())).cloned().collect();
+    assert_eq!(v.len(), ids.len(), "unknown scenario id among {ids:?}");
+    v
+}
+
+fn fast() -> RunOptions {
+    RunOptions {
+        timeouts: harness::runner::ProbeTimeouts { connect_ms: 2_000, total_ms: 3_000 },
+        concurrency: 4,
+        early_stop: true,
+        hubble_margin: Duration::from_millis(400),
+        exec_overhead: Duration::from_millis(500),
+    }
+}
+
+fn set(bed: &mut Arc<FakeBed>, from: &str, to: &str, s: Script) {
+    Arc::get_mut(bed).expect("unique").scripts.insert((from.into(), to.into()), s);
+}
+
+async fn run(bed: &Arc<FakeBed>, model: &Model, scenarios: &[Scenario]) -> Vec<harness::results::ScenarioResult> {
+    runner::run(bed.as_ref(), model, scenarios, &fast()).await
+}
+
+#[tokio::test]
+async fn consistent_evidence_passes_allow_l4_deny_and_l7_deny() {
+    let l = loaded("hardened");
+    let mut bed = FakeBed::new(&l, true);
+    set(&mut bed, "attacker/attacker", "backend/api", Script::DropUntilStopped(vec![Kind::IngressDrop]));
+    set(&mut bed, "frontend/frontend", "backend/api", Script::Answer(Outcome::ProxyDenied, vec![Kind::Http { denied: true }]));
+    set(&mut bed, "backend/api", "database/postgres", Script::Answer(Outcome::Completed, vec![Kind::Forwarded]));
+    let rs = run(&bed, &l.model, &only(&l, &["api-from-attacker", "api-delete-order", "db-api-select"])).await;
+    for r in &rs {
+        assert_eq!(r.status, Status::Pass, "{}: {}", r.id, r.reason);
+        assert!(!r.model_divergence, "{}", r.id);
+        assert!(r.client.is_some() && r.hubble.is_some(), "{}", r.id);
+    }
+    let drop = rs.iter().find(|r| r.id == "api-from-attacker").expect("result");
+    assert!(drop.hubble.as_ref().expect("hubble").flows.iter().any(|f| f["flow"].as_str().unwrap_or("").contains("DROPPED")));
+}
+
+#[tokio::test]
+async fn deny_probes_stop_as_soon_as_hubble_reports_the_drop() {
+    let l = loaded("hardened");
+    let mut bed = FakeBed::new(&l, true);
+    set(&mut bed, "attacker/attacker", "backend/api", Script::DropUntilStopped(vec![Kind::IngressDrop]));
+    let started = std::time::Instant::now();
+    let rs = run(&bed, &l.model, &only(&l, &["api-from-attacker"])).await;
+    let took = started.elapsed();
+    assert_eq!(rs[0].status, Status::Pass, "{}", rs[0].reason);
+    assert_eq!(bed.stopped_early.load(Ordering::SeqCst), 1, "the probe was not stopped early");
+    // The probe's connect deadline is 2 s: the early stop must come well before it.
+    assert!(took < Duration::from_millis(1_000), "took {took:?}");
+    assert!(rs[0].client.as_ref().expect("client").detail.contains("stopped by the harness"));
+}
+
+#[tokio::test]
+async fn evidence_that_disagrees_fails_and_names_the_column() {
+    let l = loaded("hardened");
+    let mut bed = FakeBed::new(&l, true);
+    // The client connected, but Hubble shows a policy drop.
+    set(&mut bed, "attacker/attacker", "backend/api", Script::Answer(Outcome::Completed, vec![Kind::IngressDrop]));
+    let rs = run(&bed, &l.model, &only(&l, &["api-from-attacker"])).await;
+    assert_eq!(rs[0].status, Status::Fail, "{}", rs[0].reason);
+    assert!(rs[0].reason.contains("client: intent deny l4, observed allow"), "{}", rs[0].reason);
+    assert!(rs[0].model_divergence);
+}
+
+#[tokio::test]
+async fn hubble_silent_is_inconclusive_never_a_pass() {
+    let l = loaded("hardened");
+    let mut bed = FakeBed::new(&l, true);
+    set(&mut bed, "backend/api", "database/postgres", Script::Answer(Outcome::Completed, vec![]));
+    let rs = run(&bed, &l.model, &only(&l, &["db-api-select"])).await;
+    assert_eq!(rs[0].status, Status::Inconclusive, "{}", rs[0].reason);
+    assert!(rs[0].reason.contains("hubble"), "{}", rs[0].reason);
+}
+
+#[tokio::test]
+async fn unreachable_relay_makes_every_scenario_inconclusive() {
+    let l = loaded("hardened");
+    let bed = FakeBed::new(&l, false);
+    let rs = run(&bed, &l.model, &only(&l, &["db-api-select", "api-get-orders"])).await;
+    for r in &rs {
+        assert_eq!(r.status, Status::Inconclusive, "{}: {}", r.id, r.reason);
+        assert!(r.reason.contains("Relay unreachable"), "{}", r.reason);
+    }
+}
+
+#[tokio::test]
+async fn lost_events_make_an_allow_inconclusive() {
+    let l = loaded("hardened");
+    let mut bed = FakeBed::new(&l, true);
+    set(&mut bed, "backend/api", "database/postgres", Script::Answer(Outcome::Completed, vec![Kind::Lost]));
+    let rs = run(&bed, &l.model, &only(&l, &["db-api-select"])).await;
+    assert_eq!(rs[0].status, Status::Inconclusive, "{}", rs[0].reason);
+}
+
+#[tokio::test]
+async fn a_hung_probe_is_bounded_and_inconclusive() {
+    let l = loaded("hardened");
+    let mut bed = FakeBed::new(&l, true);
+    set(&mut bed, "backend/api", "database/postgres", Script::Hang);
+    let started = std::time::Instant::now();
+    let rs = run(&bed, &l.model, &only(&l, &["db-api-select"])).await;
+    assert!(started.elapsed() < Duration::from_secs(6), "{:?}", started.elapsed());
+    assert_eq!(rs[0].status, Status::Inconclusive, "{}", rs[0].reason);
+    assert!(rs[0].reason.contains("probe could not run"), "{}", rs[0].reason);
+}
+
+#[tokio::test]
+async fn a_pod_that_never_became_ready_is_inconclusive_and_named() {
+    let l = loaded("hardened");
+    let bed = FakeBed::new(&l, true);
+    let rs = run(&bed, &l.model, &only(&l, &["kafka-reporting-produce"])).await;
+    assert_eq!(rs[0].status, Status::Inconclusive);
+    assert!(rs[0].reason.contains("no Ready pod"), "{}", rs[0].reason);
+}
+
+#[tokio::test]
+async fn scenarios_needing_a_missing_outside_host_are_not_applicable() {
+    let l = loaded("hardened");
+    let bed = FakeBed::new(&l, true);
+    let rs = run(&bed, &l.model, &only(&l, &["edge-outsider-https"])).await;
+    assert_eq!(rs[0].status, Status::NotApplicable);
+    assert!(rs[0].reason.contains("no outside hosts"), "{}", rs[0].reason);
+}
+
+#[tokio::test]
+async fn a_policy_rejected_at_apply_still_gives_a_results_document() {
+    let l = loaded("hardened");
+    let env = runner::environment("1.19.8", "hardened");
+    let r = runner::setup_failed(env, &l.model, &l.scenarios, "kafka/kafka-ingress rejected: .spec.ingress[0].toPorts[0].rules.kafka: field not declared in schema");
+    assert_eq!(r.summary.inconclusive, r.scenarios.len());
+    assert!(r.scenarios.iter().all(|s| s.reason.contains("rejected")));
+    assert_eq!(r.kind, harness::results::ResultsKind::Run);
+}
+
+#[tokio::test]
+async fn probes_hubble_could_confuse_never_overlap() {
+    let l = loaded("hardened");
+    let bed = FakeBed::new(&l, true);
+    // Five scenarios from the frontend to the API on 8080 share a tuple; others run beside them.
+    let ids = ["api-get-orders", "api-post-orders", "api-put-order", "api-patch-order", "api-get-admin", "db-api-select", "edge-lb-https"];
+    let scenarios = only(&l, &ids);
+    let rs = run(&bed, &l.model, &scenarios).await;
+    assert_eq!(rs.len(), ids.len());
+    assert_eq!(bed.max_in_flight_per_key.load(Ordering::SeqCst), 1);
+    let order: Vec<&str> = scenarios.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(rs.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), order, "results keep scenario order");
+}
+
+#[tokio::test]
+async fn hubble_metrics_scenario_checks_every_agent() {
+    let l = loaded("hardened");
+    let mut bed = FakeBed::new(&l, true);
+    let node = |n: &str, m: &[&str]| NodeMetrics { node: n.into(), metrics: m.iter().map(|s| s.to_string()).collect() };
+    Arc::get_mut(&mut bed).expect("unique").metrics = Ok(vec![node("w1", &["drop", "tcp", "dns"]), node("w2", &["drop", "tcp"])]);
+    let rs = run(&bed, &l.model, &only(&l, &["obs-hubble-metrics"])).await;
+    assert_eq!(rs[0].status, Status::Fail);
+    assert!(rs[0].reason.contains("w2 lacks dns"), "{}", rs[0].reason);
+    Arc::get_mut(&mut bed).expect("unique").metrics = Ok(vec![node("w1", &["drop", "tcp", "dns"])]);
+    let rs = run(&bed, &l.model, &only(&l, &["obs-hubble-metrics"])).await;
+    assert_eq!(rs[0].status, Status::Pass, "{}", rs[0].reason);
+}
+
+#[tokio::test]
+async fn seed_posture_observations_that_match_the_model_are_reported_as_failures_not_divergences() {
+    // On the seed posture the model predicts the outsider reaches the frontend; a cluster that agrees is a
+    // failure of the intent but no model divergence.
+    let l = loaded("seed");
+    let mut bed = FakeBed::new(&l, true);
+    set(&mut bed, "attacker/attacker", "frontend/frontend", Script::Answer(Outcome::Completed, vec![Kind::Forwarded]));
+    let rs = run(&bed, &l.model, &only(&l, &["edge-attacker-https"])).await;
+    assert_eq!(rs[0].status, Status::Fail, "{}", rs[0].reason);
+    assert!(!rs[0].model_divergence, "{}", rs[0].reason);
+}
