@@ -12,6 +12,7 @@
 pub mod check;
 pub mod diff;
 pub mod eval;
+pub mod live;
 pub mod load;
 pub mod model;
 pub mod output;

@@ -11,10 +11,16 @@ use harness::load::InputError;
 use harness::model::CiliumVersion;
 use harness::{eval, output, policy, stack::Stack};
 
+mod live_cmd;
+
 /// Conformance harness for Cilium network policy.
 ///
 /// Scenarios (fixtures/scenarios) state the security contract; postures (policies/) are sets of
 /// CiliumNetworkPolicies. The model predicts and explains every verdict offline (`check`, `eval`).
+///
+/// The live commands (`up`, `apply`, `run`, `down`, `upgrade`) need Docker and the tools of
+/// scripts/install-tools.sh; they stand up a kind cluster with Cilium and Hubble, deploy the stack, apply a
+/// posture and prove every scenario with real traffic and Hubble's flows.
 ///
 /// Exit codes: 0 every intent met, 1 a gap or failure, 2 bad input (file, line and field are named).
 #[derive(Parser, Debug)]
@@ -51,6 +57,94 @@ enum Command {
         /// Only scenarios whose id matches this regular expression.
         #[arg(long)]
         filter: Option<String>,
+    },
+    /// Set up the test bed: Docker network, kind cluster, Cilium + Hubble, the stack, the outside hosts.
+    ///
+    /// Idempotent. Shows each step with its elapsed time and writes .harness/state.json, which the other
+    /// live commands read. With --existing, uses the current kube context's cluster (which must already run
+    /// Cilium): deploys only the stack, never installs Cilium, and records exactly what it created.
+    Up {
+        /// Cilium chart version to install (kind only).
+        #[arg(long, env = "HARNESS_CILIUM_VERSION", default_value = testbed::DEFAULT_CILIUM_VERSION)]
+        cilium_version: String,
+        /// Keep an existing kind cluster of the same name.
+        #[arg(long)]
+        reuse: bool,
+        /// Use the existing cluster of the current (or --context) kube context instead of kind.
+        #[arg(long)]
+        existing: bool,
+        /// Kube context (with --existing).
+        #[arg(long, requires = "existing")]
+        context: Option<String>,
+        /// The agent image as the existing cluster can pull it (with --existing).
+        #[arg(long, requires = "existing")]
+        agent_image: Option<String>,
+    },
+    /// Apply a posture: strict server-side apply, removal of the other posture's policies, then wait until
+    /// every Cilium agent enforces it.
+    ///
+    /// The posture is first checked by the harness's own parser: a bad file is exit 2 and nothing is
+    /// applied. A policy the API server rejects (for example `kafka` rules on Cilium 1.20) is reported with
+    /// the server's message.
+    Apply {
+        #[arg(long, env = "HARNESS_POSTURE", default_value = "hardened")]
+        posture: String,
+    },
+    /// Run every scenario on the test bed with real traffic and Hubble evidence.
+    ///
+    /// Each scenario is judged on four columns: intent, model, client outcome, Hubble verdict. Deny probes
+    /// stop as soon as Hubble reports the drop. Writes the results document (also when set-up failed) and
+    /// prints the table. Exit 0 when every scenario passed (or, with --expect model, when every observation
+    /// matched the model).
+    Run {
+        #[arg(long, env = "HARNESS_POSTURE", default_value = "hardened")]
+        posture: String,
+        /// Only scenarios whose id (or phase::id) matches this regular expression.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Where to write the results document.
+        #[arg(long, default_value = ".harness/results.json")]
+        results: PathBuf,
+        /// Scenarios in flight at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Hubble Relay address (default: the test bed's, 127.0.0.1:4245 on kind).
+        #[arg(long)]
+        relay: Option<String>,
+        /// What counts as success.
+        #[arg(long, value_enum, default_value_t = live_cmd::Expect::Intent)]
+        expect: live_cmd::Expect,
+        /// Probe connect deadline in milliseconds.
+        #[arg(long, default_value_t = probe_wire::DEFAULT_CONNECT_TIMEOUT_MS)]
+        connect_timeout_ms: u64,
+        /// Probe overall deadline in milliseconds.
+        #[arg(long, default_value_t = probe_wire::DEFAULT_TIMEOUT_MS)]
+        timeout_ms: u64,
+    },
+    /// Remove the test bed (cluster, outside hosts, network; on an existing cluster exactly what `up`
+    /// created) and check that nothing is left.
+    Down,
+    /// Predict a Cilium upgrade offline, then run the suite before and after upgrading in place.
+    ///
+    /// The prediction checks the posture with the model at both versions and diffs the results (1.19 ->
+    /// 1.20 shows the Kafka rules going). Without --predict-only, the test bed must run --from: the suite
+    /// runs, Cilium is upgraded with Helm, the posture is re-applied strictly, the suite runs again, and the
+    /// two results are diffed. Exit 1 on any widening (deny became allow) unless --allow-widening.
+    Upgrade {
+        #[arg(long)]
+        from: CiliumVersion,
+        #[arg(long)]
+        to: CiliumVersion,
+        /// The chart version to upgrade to, if --to is only MAJOR.MINOR (e.g. 1.20.2).
+        #[arg(long)]
+        to_chart: Option<String>,
+        #[arg(long, env = "HARNESS_POSTURE", default_value = "hardened")]
+        posture: String,
+        /// Only the offline prediction.
+        #[arg(long)]
+        predict_only: bool,
+        #[arg(long)]
+        allow_widening: bool,
     },
     /// Render a results document (from `check` or `run`) for people.
     Report {
@@ -186,6 +280,29 @@ fn run(cli: Cli) -> Result<ExitCode, InputError> {
             let _ = writeln!(stdout, "{text}");
             Ok(if results.summary.gaps == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
+        Command::Up { cilium_version, reuse, existing, context, agent_image } => {
+            live(live_cmd::up(&root, live_cmd::UpArgs { cilium_version, reuse, existing, context, agent_image }))
+        }
+        Command::Apply { posture } => {
+            let dir = posture_dir(&root, &posture)?;
+            live(live_cmd::apply(&root, &posture, &dir))
+        }
+        Command::Run { posture, filter, results, concurrency, relay, expect, connect_timeout_ms, timeout_ms } => {
+            let posture_dir = posture_dir(&root, &posture)?;
+            let results = if results.is_absolute() { results } else { root.join(results) };
+            live(live_cmd::run(
+                &root,
+                live_cmd::RunArgs { posture, posture_dir, filter, results, concurrency, relay, expect, connect_timeout_ms, timeout_ms },
+            ))
+        }
+        Command::Down => live(live_cmd::down(&root)),
+        Command::Upgrade { from, to, to_chart, posture, predict_only, allow_widening } => {
+            let posture_dir = posture_dir(&root, &posture)?;
+            live(live_cmd::upgrade(
+                &root,
+                live_cmd::UpgradeArgs { from, to, to_chart, posture, posture_dir, predict_only, allow_widening },
+            ))
+        }
         Command::Report { file, format, output: out_file } => {
             let results = harness::results::Results::read(&file)?;
             let colour = out_file.is_none() && output::use_colour();
@@ -212,6 +329,18 @@ fn run(cli: Cli) -> Result<ExitCode, InputError> {
             let json = serde_json::to_string_pretty(&out).map_err(|e| InputError::Invalid(e.to_string()))?;
             let _ = writeln!(std::io::stdout().lock(), "{json}");
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Map a live command's failure: bad input is exit 2 (via the caller), a test bed failure exit 1.
+fn live(r: live_cmd::Outcome) -> Result<ExitCode, InputError> {
+    match r {
+        Ok(code) => Ok(code),
+        Err(live_cmd::Failure::Input(e)) => Err(e),
+        Err(live_cmd::Failure::Bed(why)) => {
+            eprintln!("error: {why}");
+            Ok(ExitCode::from(1))
         }
     }
 }

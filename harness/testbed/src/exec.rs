@@ -346,6 +346,175 @@ pub async fn run_docker_exec(
     }
 }
 
+/// A pod found for a workload: its name, address and the container that runs the agent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodPlace {
+    pub pod: String,
+    pub ip: std::net::IpAddr,
+    pub container: Option<String>,
+}
+
+impl LiveExecutor {
+    /// The Ready pod of `namespace` matching `selector` (a label selector such as
+    /// `harness/workload=api` or `k8s-app=kube-dns`), with its IP.
+    ///
+    /// # Errors
+    /// No Ready pod, no IP yet, or the API call failed.
+    pub async fn pod_place(&self, namespace: &str, selector: &str) -> Result<PodPlace, ExecError> {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let no_pod = |detail: String| ExecError::NoPod {
+            namespace: namespace.to_string(),
+            workload: selector.to_string(),
+            detail,
+        };
+        let list = pods
+            .list(&ListParams::default().labels(selector))
+            .await
+            .map_err(|e| no_pod(api_message(&e)))?;
+        let pod = pick_pod(&list.items).map_err(no_pod)?;
+        let ip = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.as_deref())
+            .and_then(|ip| ip.parse().ok())
+            .ok_or_else(|| no_pod("the pod has no IP yet".into()))?;
+        Ok(PodPlace {
+            pod: pod.metadata.name.clone().unwrap_or_default(),
+            ip,
+            container: agent_container(pod, &self.agent_image).map(str::to_string),
+        })
+    }
+
+    /// Runs `args` in the agent container of `namespace/pod` with standard input held open; when `cancel`
+    /// fires, writes a line to it (the agent's signal to stop and report). Bounded by `deadline`.
+    pub async fn exec_pod_cancellable(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        args: &[String],
+        deadline: Instant,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> Result<ExecOutput, ExecError> {
+        let target = format!("pod {namespace}/{pod}");
+        let started = Instant::now();
+        let failed = |message: String| ExecError::Failed { target: target.clone(), message };
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let work = async {
+            let params = AttachParams::default()
+                .container(container)
+                .stdin(true)
+                .stdout(true)
+                .stderr(true);
+            let mut process = pods
+                .exec(pod, args.iter().cloned(), &params)
+                .await
+                .map_err(|e| failed(api_message(&e)))?;
+            let status = process
+                .take_status()
+                .ok_or_else(|| failed("no status channel".into()))?;
+            let stdin = process.stdin();
+            let (stdout, stderr) = (process.stdout(), process.stderr());
+            let reading = async { tokio::join!(read_all(stdout), read_all(stderr), status) };
+            let (out, err, status) = signal_on_cancel(reading, stdin, cancel).await;
+            let exit_code = exit_code_from_status(status.as_ref()).map_err(failed)?;
+            Ok(ExecOutput {
+                stdout: out.map_err(|e| failed(e.to_string()))?,
+                stderr: err.map_err(|e| failed(e.to_string()))?,
+                exit_code,
+            })
+        };
+        match tokio::time::timeout_at(deadline, work).await {
+            Ok(r) => r,
+            Err(_) => Err(ExecError::DeadlineExceeded { target, after: started.elapsed() }),
+        }
+    }
+
+    /// Runs `args` in the outside host `host` (`docker exec -i`), with the same stop signal on stdin.
+    pub async fn exec_outside_cancellable(
+        &self,
+        host: &str,
+        args: &[String],
+        deadline: Instant,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> Result<ExecOutput, ExecError> {
+        let container = match &self.outside {
+            OutsideHosts::Started { hosts, .. } => match hosts.iter().find(|h| h.name == host) {
+                Some(h) => h.container.clone(),
+                None => {
+                    return Err(ExecError::NotApplicable { host: host.into(), reason: "no outside host of that name".into() });
+                }
+            },
+            OutsideHosts::NotAvailable { reason } => {
+                return Err(ExecError::NotApplicable { host: host.into(), reason: reason.clone() });
+            }
+        };
+        let target = format!("outside host container {container}");
+        let started = Instant::now();
+        let failed = |message: String| ExecError::Failed { target: target.clone(), message };
+        let mut child = tokio::process::Command::new(self.tools.docker())
+            .arg("exec")
+            .arg("-i")
+            .arg(&container)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| failed(format!("cannot start docker: {e}")))?;
+        let stdin = child.stdin.take();
+        let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+        let work = async {
+            let reading = async { tokio::join!(read_all(stdout), read_all(stderr), child.wait()) };
+            let (out, err, status) = signal_on_cancel(reading, stdin, cancel).await;
+            let status = status.map_err(|e| failed(e.to_string()))?;
+            let stderr = err.map_err(|e| failed(e.to_string()))?;
+            let text = String::from_utf8_lossy(&stderr).to_string();
+            if !status.success() && text.starts_with("Error response from daemon") {
+                return Err(failed(text.trim().to_string()));
+            }
+            Ok(ExecOutput {
+                stdout: out.map_err(|e| failed(e.to_string()))?,
+                stderr,
+                exit_code: status.code().ok_or_else(|| failed("docker exec was ended by a signal".into()))?,
+            })
+        };
+        match tokio::time::timeout_at(deadline, work).await {
+            Ok(r) => r,
+            Err(_) => Err(ExecError::DeadlineExceeded { target, after: started.elapsed() }),
+        }
+    }
+
+    /// The Kubernetes client of this test bed.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+/// Drives `reading` to completion; when `cancel` fires first, writes one line to `stdin` (once).
+async fn signal_on_cancel<F, W>(reading: F, mut stdin: Option<W>, cancel: tokio_util::sync::CancellationToken) -> F::Output
+where
+    F: std::future::Future,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncWriteExt as _;
+    tokio::pin!(reading);
+    let mut signalled = false;
+    loop {
+        tokio::select! {
+            out = &mut reading => return out,
+            () = cancel.cancelled(), if !signalled => {
+                signalled = true;
+                if let Some(w) = stdin.as_mut() {
+                    let _ = w.write_all(b"stop\n").await;
+                    let _ = w.flush().await;
+                }
+            }
+        }
+    }
+}
+
 impl ProbeExecutor for LiveExecutor {
     fn exec_in_workload<'a>(
         &'a self,

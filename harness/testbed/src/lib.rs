@@ -19,6 +19,7 @@ pub mod down;
 pub mod exec;
 pub mod lock;
 pub mod manifests;
+pub mod metrics;
 pub mod plan;
 pub mod policy;
 pub mod progress;
