@@ -114,9 +114,8 @@ pub fn split_documents(text: &str) -> Vec<Document<'_>> {
     let mut docs = Vec::new();
     let mut start = 0usize;
     let mut start_line = 1u64;
-    let mut line_no = 1u64;
     let mut offset = 0usize;
-    for line in text.split_inclusive('\n') {
+    for (line_no, line) in (1u64..).zip(text.split_inclusive('\n')) {
         let trimmed = line.trim_end();
         if trimmed == "---" || trimmed.starts_with("--- ") {
             docs.push(Document {
@@ -127,7 +126,6 @@ pub fn split_documents(text: &str) -> Vec<Document<'_>> {
             start_line = line_no + 1;
         }
         offset += line.len();
-        line_no += 1;
     }
     docs.push(Document {
         text: &text[start..],

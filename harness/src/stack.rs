@@ -329,7 +329,7 @@ mod tests {
         assert!(fe.ports.iter().any(|p| p.port == 443 && p.name.as_deref() == Some("https")));
         let imp = s.workload("backend/impostor").expect("impostor");
         assert_eq!(imp.labels.get("role").map(String::as_str), Some("frontend"));
-        assert!(s.workload("attacker/attacker").expect("attacker").labels.get("role").is_none());
+        assert!(!s.workload("attacker/attacker").expect("attacker").labels.contains_key("role"));
         assert!(s.workload("kube-system/kube-dns").is_some());
         assert_eq!(s.outside_host("lb").expect("lb").ip.to_string(), "10.0.0.10");
         for id in [

@@ -1113,9 +1113,7 @@ fn policy_status(p: &Policy, version: CiliumVersion) -> PolicyStatus {
         };
         if uses(&|l| l.kafka.is_some()) {
             return PolicyStatus::Rejected {
-                reason: format!(
-                    "`rules.kafka` was removed in Cilium 1.20; a strict apply fails (a non-strict apply prunes the field and the rule becomes an L4 allow of the whole port)"
-                ),
+                reason: "`rules.kafka` was removed in Cilium 1.20; a strict apply fails (a non-strict apply prunes the field and the rule becomes an L4 allow of the whole port)".into(),
             };
         }
         if uses(&|l| l.l7proto.is_some() || l.l7.is_some()) {
