@@ -43,7 +43,10 @@ fn stack() -> Stack {
         let ns = format!("ns{}", i % NAMESPACES);
         let mut labels = BTreeMap::new();
         labels.insert("app".to_string(), format!("app{}", i / 2));
-        labels.insert("tier".to_string(), ["web", "api", "db", "cache"][i % 4].to_string());
+        labels.insert(
+            "tier".to_string(),
+            ["web", "api", "db", "cache"][i % 4].to_string(),
+        );
         labels.insert("team".to_string(), format!("team{}", i % 17));
         workloads.push(Workload {
             namespace: ns,
@@ -51,8 +54,16 @@ fn stack() -> Stack {
             labels,
             service_account: "default".into(),
             ports: vec![
-                NamedPort { name: Some("http".into()), port: 8080, protocol: Protocol::Tcp },
-                NamedPort { name: Some("metrics".into()), port: 9090, protocol: Protocol::Tcp },
+                NamedPort {
+                    name: Some("http".into()),
+                    port: 8080,
+                    protocol: Protocol::Tcp,
+                },
+                NamedPort {
+                    name: Some("metrics".into()),
+                    port: 9090,
+                    protocol: Protocol::Tcp,
+                },
             ],
             origin: "synthetic".into(),
         });
@@ -78,7 +89,7 @@ fn policies_yaml(rng: &mut Rng) -> String {
             "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: p{p}\n  namespace: ns{ns}\nspec:\n  endpointSelector:\n    matchLabels: {{app: app{p}}}\n  ingress:\n  - fromEndpoints:\n    - matchLabels: {{tier: web}}\n    - matchLabels: {{k8s:io.kubernetes.pod.namespace: ns{other_ns}, team: team{team}}}\n"
         );
         if p % 10 == 0 {
-            let _ = write!(y, "    fromCIDR: [10.{}.0.0/16]\n", p % 200);
+            let _ = writeln!(y, "    fromCIDR: [10.{}.0.0/16]", p % 200);
         }
         if p % 3 == 0 {
             y.push_str("    toPorts:\n    - ports: [{port: \"8080\", protocol: TCP}]\n      rules:\n        http:\n        - {method: GET, path: \"/api/v1/.*\"}\n        - {method: POST, path: \"/api/v1/orders\", headers: [\"Authorization\"]}\n");
@@ -101,14 +112,29 @@ fn main() {
     let stack = stack();
     let yaml = policies_yaml(&mut rng);
     let t = Instant::now();
-    let policies = parse_policies(Path::new("synthetic.yaml"), &yaml).expect("synthetic policies parse");
+    let policies =
+        parse_policies(Path::new("synthetic.yaml"), &yaml).expect("synthetic policies parse");
     let parse = t.elapsed();
     let t = Instant::now();
-    let model = Model::build(&policies, Model::identities_of(&stack), CiliumVersion::new(1, 19));
+    let model = Model::build(
+        &policies,
+        Model::identities_of(&stack),
+        CiliumVersion::new(1, 19),
+    );
     let build = t.elapsed();
 
-    let get = Some(L7Request::Http(HttpRequest { method: "GET".into(), path: "/api/v1/orders".into(), host: None, headers: vec![] }));
-    let del = Some(L7Request::Http(HttpRequest { method: "DELETE".into(), path: "/api/v1/orders/1".into(), host: None, headers: vec![] }));
+    let get = Some(L7Request::Http(HttpRequest {
+        method: "GET".into(),
+        path: "/api/v1/orders".into(),
+        host: None,
+        headers: vec![],
+    }));
+    let del = Some(L7Request::Http(HttpRequest {
+        method: "DELETE".into(),
+        path: "/api/v1/orders/1".into(),
+        host: None,
+        headers: vec![],
+    }));
     let flows: Vec<Flow> = (0..FLOWS)
         .map(|i| Flow {
             from: rng.below(WORKLOADS),
@@ -135,12 +161,21 @@ fn main() {
         black_box(model.explain(black_box(f)));
     }
     let explain = t.elapsed();
-    println!("synthetic posture: {POLICIES} policies, {WORKLOADS} workloads, {NAMESPACES} namespaces");
-    println!("parse: {:.1} ms, model build: {:.1} ms", parse.as_secs_f64() * 1e3, build.as_secs_f64() * 1e3);
+    println!(
+        "synthetic posture: {POLICIES} policies, {WORKLOADS} workloads, {NAMESPACES} namespaces"
+    );
+    println!(
+        "parse: {:.1} ms, model build: {:.1} ms",
+        parse.as_secs_f64() * 1e3,
+        build.as_secs_f64() * 1e3
+    );
     println!(
         "decide: {FLOWS} flows in {:.3} s = {:.0} decisions/s on one thread ({allowed} allowed)",
         decide.as_secs_f64(),
         FLOWS as f64 / decide.as_secs_f64()
     );
-    println!("explain: {:.0} explained decisions/s", 10_000.0 / explain.as_secs_f64());
+    println!(
+        "explain: {:.0} explained decisions/s",
+        10_000.0 / explain.as_secs_f64()
+    );
 }

@@ -7,7 +7,10 @@ use probe_wire::Outcome;
 use crate::load::{self, InputError};
 use crate::model::{CiliumVersion, Decision, Flow, Model, Verdict};
 use crate::policy::{self, Policy};
-use crate::results::{Environment, Intent, Results, ResultsKind, ScenarioResult, Status, Summary, Timings, now_rfc3339};
+use crate::results::{
+    Environment, Intent, Results, ResultsKind, ScenarioResult, Status, Summary, Timings,
+    now_rfc3339,
+};
 use crate::scenario::{self, ConfigCheck, Scenario};
 use crate::stack::Stack;
 
@@ -47,7 +50,13 @@ pub fn load(inputs: &Inputs) -> Result<Loaded, InputError> {
         Some(p) if p.exists() => Some(hubble_metrics(p)),
         _ => None,
     };
-    Ok(Loaded { stack, policies, scenarios, model, metrics })
+    Ok(Loaded {
+        stack,
+        policies,
+        scenarios,
+        model,
+        metrics,
+    })
 }
 
 /// The `hubble.metrics.enabled` list of a Helm values file (metric names without their options).
@@ -84,7 +93,9 @@ pub fn flow_of(model: &Model, s: &Scenario) -> Option<Flow> {
 pub fn judge(s: &Scenario, v: &Verdict) -> (bool, String) {
     match (s.intent, v.decision) {
         (Decision::Allow, Decision::Allow) => (true, String::new()),
-        (Decision::Allow, Decision::Deny) => (false, "the intent is allow, the model denies".into()),
+        (Decision::Allow, Decision::Deny) => {
+            (false, "the intent is allow, the model denies".into())
+        }
         (Decision::Deny, Decision::Allow) => (false, "the intent is deny, the model allows".into()),
         (Decision::Deny, Decision::Deny) => {
             if let Some(l) = s.layer
@@ -132,20 +143,38 @@ fn layer_name(l: Option<crate::model::Layer>) -> &'static str {
 }
 
 /// A configuration check's verdict.
-fn config_verdict(c: &ConfigCheck, metrics: &Option<Result<Vec<String>, String>>) -> Result<Verdict, String> {
+fn config_verdict(
+    c: &ConfigCheck,
+    metrics: &Option<Result<Vec<String>, String>>,
+) -> Result<Verdict, String> {
     let enabled = match metrics {
         None => return Err("no Cilium Helm values file to check (kind/cilium-values.yaml)".into()),
         Some(Err(e)) => return Err(e.clone()),
         Some(Ok(m)) => m,
     };
-    let missing: Vec<&String> = c.hubble_metrics.iter().filter(|m| !enabled.contains(m)).collect();
-    let decision = if missing.is_empty() { Decision::Allow } else { Decision::Deny };
+    let missing: Vec<&String> = c
+        .hubble_metrics
+        .iter()
+        .filter(|m| !enabled.contains(m))
+        .collect();
+    let decision = if missing.is_empty() {
+        Decision::Allow
+    } else {
+        Decision::Deny
+    };
     let explanation = if missing.is_empty() {
-        format!("hubble.metrics.enabled lists {}", c.hubble_metrics.join(", "))
+        format!(
+            "hubble.metrics.enabled lists {}",
+            c.hubble_metrics.join(", ")
+        )
     } else {
         format!(
             "hubble.metrics.enabled lacks {} (it lists: {})",
-            missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+            missing
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
             enabled.join(", ")
         )
     };

@@ -39,8 +39,13 @@ pub enum ChangeClass {
 }
 
 impl ChangeClass {
-    pub const ALL: [ChangeClass; 5] =
-        [ChangeClass::Widening, ChangeClass::Narrowing, ChangeClass::EvidenceOnly, ChangeClass::New, ChangeClass::Removed];
+    pub const ALL: [ChangeClass; 5] = [
+        ChangeClass::Widening,
+        ChangeClass::Narrowing,
+        ChangeClass::EvidenceOnly,
+        ChangeClass::New,
+        ChangeClass::Removed,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -56,7 +61,9 @@ impl ChangeClass {
         match self {
             ChangeClass::Widening => "Widening: denied before, allowed after",
             ChangeClass::Narrowing => "Narrowing: allowed before, denied after",
-            ChangeClass::EvidenceOnly => "Evidence-only changes: same decision, other evidence changed",
+            ChangeClass::EvidenceOnly => {
+                "Evidence-only changes: same decision, other evidence changed"
+            }
             ChangeClass::New => "New scenarios",
             ChangeClass::Removed => "Removed scenarios",
         }
@@ -163,7 +170,13 @@ impl DocumentInfo {
     }
 
     fn line(&self) -> String {
-        format!("posture {} · Cilium {} · {} · {}", self.posture, self.cilium, crate::report::kind_words(self.kind), self.time)
+        format!(
+            "posture {} · Cilium {} · {} · {}",
+            self.posture,
+            self.cilium,
+            crate::report::kind_words(self.kind),
+            self.time
+        )
     }
 }
 
@@ -183,7 +196,9 @@ pub struct Diff {
 impl Diff {
     /// Whether anything that was denied became allowed.
     pub fn has_widening(&self) -> bool {
-        self.scenarios.iter().any(|c| c.class == ChangeClass::Widening)
+        self.scenarios
+            .iter()
+            .any(|c| c.class == ChangeClass::Widening)
     }
 
     /// The changes of one class.
@@ -206,7 +221,10 @@ fn side(s: &ScenarioResult, basis: Basis) -> Side {
     let model = crate::output::verdict_short(&s.model);
     let (client, hubble) = match (&s.client, &s.hubble) {
         (None, None) => (None, None),
-        _ => (Some(evidence::client_short(s)), Some(evidence::hubble_short(s))),
+        _ => (
+            Some(evidence::client_short(s)),
+            Some(evidence::hubble_short(s)),
+        ),
     };
     let (decision, verdict) = match basis {
         Basis::Model => (Some(s.model.decision), model.clone()),
@@ -217,10 +235,24 @@ fn side(s: &ScenarioResult, basis: Basis) -> Side {
                 Some(Decision::Deny) => "deny",
                 None => "no conclusive observation",
             };
-            (d, format!("{word} (client {}, hubble {})", evidence::client_short(s), evidence::hubble_short(s)))
+            (
+                d,
+                format!(
+                    "{word} (client {}, hubble {})",
+                    evidence::client_short(s),
+                    evidence::hubble_short(s)
+                ),
+            )
         }
     };
-    Side { decision, verdict, status: s.status, model, client, hubble }
+    Side {
+        decision,
+        verdict,
+        status: s.status,
+        model,
+        client,
+        hubble,
+    }
 }
 
 /// What differs between two sides, besides the decision.
@@ -233,26 +265,50 @@ fn field_changes(b: &ScenarioResult, a: &ScenarioResult, sb: &Side, sa: &Side) -
     };
     cmp("intent", b.intent.to_string(), a.intent.to_string());
     cmp("model", sb.model.clone(), sa.model.clone());
-    let reason = |s: &ScenarioResult| s.model.drop_reason.map(|r| format!("{r:?}")).unwrap_or_else(|| "-".into());
-    cmp("model drop reason", reason(b), reason(a));
-    cmp("model expected outcome", b.model.expected_outcome.to_string(), a.model.expected_outcome.to_string());
+    // The drop reason and expected outcome follow from the short verdict when that changed.
+    let model_changed = sb.model != sa.model;
+    let reason = |s: &ScenarioResult| {
+        s.model
+            .drop_reason
+            .and_then(|r| serde_json::to_value(r).ok())
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_else(|| "-".into())
+    };
+    if !model_changed {
+        cmp("model drop reason", reason(b), reason(a));
+        cmp(
+            "model expected outcome",
+            b.model.expected_outcome.to_string(),
+            a.model.expected_outcome.to_string(),
+        );
+    }
     if sb.client.is_some() || sa.client.is_some() {
-        cmp("client", sb.client.clone().unwrap_or_else(|| "-".into()), sa.client.clone().unwrap_or_else(|| "-".into()));
-        cmp("hubble", sb.hubble.clone().unwrap_or_else(|| "-".into()), sa.hubble.clone().unwrap_or_else(|| "-".into()));
+        cmp(
+            "client",
+            sb.client.clone().unwrap_or_else(|| "-".into()),
+            sa.client.clone().unwrap_or_else(|| "-".into()),
+        );
+        let (hb, ha) = (
+            sb.hubble.clone().unwrap_or_else(|| "-".into()),
+            sa.hubble.clone().unwrap_or_else(|| "-".into()),
+        );
+        let hubble_changed = hb != ha;
+        cmp("hubble", hb, ha);
         let drop = |s: &ScenarioResult| {
             s.hubble
                 .as_ref()
-                .and_then(|h| {
-                    h.flows.iter().find_map(|f| {
-                        let f = f.get("flow").unwrap_or(f);
-                        f.get("drop_reason_desc").and_then(|d| d.as_str()).map(str::to_string)
-                    })
-                })
+                .and_then(|h| evidence::drop_reason(&h.flows))
                 .unwrap_or_else(|| "-".into())
         };
-        cmp("hubble drop reason", drop(b), drop(a));
+        if !hubble_changed {
+            cmp("hubble drop reason", drop(b), drop(a));
+        }
     }
-    cmp("status", b.status.as_str().to_string(), a.status.as_str().to_string());
+    cmp(
+        "status",
+        b.status.as_str().to_string(),
+        a.status.as_str().to_string(),
+    );
     out
 }
 
@@ -266,12 +322,20 @@ fn policy_changes(before: &Results, after: &Results) -> Vec<PolicyChange> {
                 after: Some(a.status.clone()),
             }),
             Some(_) => {}
-            None => out.push(PolicyChange { name: b.name.clone(), before: Some(b.status.clone()), after: None }),
+            None => out.push(PolicyChange {
+                name: b.name.clone(),
+                before: Some(b.status.clone()),
+                after: None,
+            }),
         }
     }
     for a in &after.policies {
         if !before.policies.iter().any(|b| b.name == a.name) {
-            out.push(PolicyChange { name: a.name.clone(), before: None, after: Some(a.status.clone()) });
+            out.push(PolicyChange {
+                name: a.name.clone(),
+                before: None,
+                after: Some(a.status.clone()),
+            });
         }
     }
     out
@@ -279,12 +343,17 @@ fn policy_changes(before: &Results, after: &Results) -> Vec<PolicyChange> {
 
 /// The policy changes that touch a scenario: the policy decided it on either side, or a model note
 /// names it.
-fn causes(policies: &[PolicyChange], b: Option<&ScenarioResult>, a: Option<&ScenarioResult>) -> Vec<String> {
+fn causes(
+    policies: &[PolicyChange],
+    b: Option<&ScenarioResult>,
+    a: Option<&ScenarioResult>,
+) -> Vec<String> {
     policies
         .iter()
         .filter(|p| {
             [b, a].into_iter().flatten().any(|s| {
-                s.model.policies.iter().any(|n| *n == p.name) || s.model.notes.iter().any(|n| n.contains(&p.name))
+                s.model.policies.contains(&p.name)
+                    || s.model.notes.iter().any(|n| n.contains(&p.name))
             })
         })
         .map(|p| format!("policy {}: {}", p.name, p.transition()))
@@ -310,7 +379,11 @@ fn explanation(s: &ScenarioResult) -> String {
 /// Scenarios are matched by id only; a scenario whose id changed shows as removed and new. Explanation
 /// wording is not compared (it is prose); verdicts, outcomes and statuses are.
 pub fn diff(before: &Results, after: &Results) -> Diff {
-    let basis = if before.kind == ResultsKind::Run && after.kind == ResultsKind::Run { Basis::Observed } else { Basis::Model };
+    let basis = if before.kind == ResultsKind::Run && after.kind == ResultsKind::Run {
+        Basis::Observed
+    } else {
+        Basis::Model
+    };
     let policies = policy_changes(before, after);
     let mut scenarios = Vec::new();
     let mut unchanged = 0;
@@ -337,15 +410,27 @@ pub fn diff(before: &Results, after: &Results) -> Diff {
             (Some(Decision::Allow), Some(Decision::Deny)) => Some(ChangeClass::Narrowing),
             (x, y) if x != y => {
                 // One side has no conclusive observation: no decision to compare.
-                changes.push(format!("observed: {} → {}", sb.verdict, sa.verdict));
+                let mut note = "no conclusive observation on one side: the evidence cannot tell whether it widened".to_string();
+                if b.model.decision != a.model.decision {
+                    note.push_str(&format!(" (the model: {} → {})", sb.model, sa.model));
+                }
+                changes.push(note);
                 Some(ChangeClass::EvidenceOnly)
             }
             _ => None,
         };
-        if basis == Basis::Observed && (evidence::observations_disagree(b) || evidence::observations_disagree(a)) {
-            changes.push("client and Hubble disagree on one side; the allow is taken".into());
-        }
-        changes.extend(field_changes(b, a, &sb, &sa));
+        let fields = field_changes(b, a, &sb, &sa);
+        // A decision change already shows the compared columns in its verdict line.
+        let basis_fields: &[&str] = match basis {
+            Basis::Model => &["model:", "model drop reason:", "model expected outcome:"],
+            Basis::Observed => &["client:", "hubble:", "hubble drop reason:"],
+        };
+        let decided = matches!(class, Some(ChangeClass::Widening | ChangeClass::Narrowing));
+        changes.extend(
+            fields
+                .into_iter()
+                .filter(|f| !(decided && basis_fields.iter().any(|b| f.starts_with(b)))),
+        );
         let class = match class {
             Some(c) => c,
             None if changes.is_empty() => {
@@ -354,6 +439,11 @@ pub fn diff(before: &Results, after: &Results) -> Diff {
             }
             None => ChangeClass::EvidenceOnly,
         };
+        if basis == Basis::Observed
+            && (evidence::observations_disagree(b) || evidence::observations_disagree(a))
+        {
+            changes.push("client and Hubble disagree on one side; the allow is taken".into());
+        }
         scenarios.push(ScenarioChange {
             id: a.id.clone(),
             phase: a.phase.clone(),
@@ -381,12 +471,21 @@ pub fn diff(before: &Results, after: &Results) -> Diff {
             });
         }
     }
-    Diff { before: DocumentInfo::of(before), after: DocumentInfo::of(after), basis, scenarios, policies, unchanged }
+    Diff {
+        before: DocumentInfo::of(before),
+        after: DocumentInfo::of(after),
+        basis,
+        scenarios,
+        policies,
+        unchanged,
+    }
 }
 
 fn counts(d: &Diff) -> String {
-    let mut parts: Vec<String> =
-        ChangeClass::ALL.iter().map(|c| format!("{} {}", d.of_class(*c).count(), c.as_str())).collect();
+    let mut parts: Vec<String> = ChangeClass::ALL
+        .iter()
+        .map(|c| format!("{} {}", d.of_class(*c).count(), c.as_str()))
+        .collect();
     parts.push(format!("{} unchanged", d.unchanged));
     let mut t = parts.join(", ");
     if !d.policies.is_empty() {
@@ -399,15 +498,6 @@ fn counts(d: &Diff) -> String {
     t
 }
 
-fn verdict_pair(c: &ScenarioChange) -> String {
-    match (&c.before, &c.after) {
-        (Some(b), Some(a)) => format!("{} → {}", b.verdict, a.verdict),
-        (None, Some(a)) => format!("{} ({})", a.verdict, a.status.as_str()),
-        (Some(b), None) => format!("{} ({})", b.verdict, b.status.as_str()),
-        (None, None) => String::new(),
-    }
-}
-
 fn basis_text(d: &Diff) -> &'static str {
     match d.basis {
         Basis::Observed => "observed verdicts (client and Hubble): both documents are live runs",
@@ -417,7 +507,11 @@ fn basis_text(d: &Diff) -> &'static str {
 
 /// Render a diff for a terminal (plain text) or as Markdown (for `$GITHUB_STEP_SUMMARY` or a PR comment).
 pub fn render(d: &Diff, markdown: bool) -> String {
-    if markdown { render_markdown(d) } else { render_text(d) }
+    if markdown {
+        render_markdown(d)
+    } else {
+        render_text(d)
+    }
 }
 
 fn render_text(d: &Diff) -> String {
@@ -428,7 +522,12 @@ fn render_text(d: &Diff) -> String {
     if !d.policies.is_empty() {
         let _ = writeln!(o, "\nPolicy changes ({}):", d.policies.len());
         for p in &d.policies {
-            let _ = writeln!(o, "  {}: {}", p.name, crate::report::wrap(&p.describe(), 110, 6));
+            let _ = writeln!(
+                o,
+                "  {}: {}",
+                p.name,
+                crate::report::wrap(&p.describe(), 110, 6)
+            );
         }
     }
     for class in ChangeClass::ALL {
@@ -436,15 +535,36 @@ fn render_text(d: &Diff) -> String {
         if list.is_empty() {
             continue;
         }
-        let marker = if class == ChangeClass::Widening { "!! " } else { "" };
+        let marker = if class == ChangeClass::Widening {
+            "!! "
+        } else {
+            ""
+        };
         let _ = writeln!(o, "\n{marker}{} ({}):", class.heading(), list.len());
-        let idw = list.iter().map(|c| c.id.len()).max().unwrap_or(0);
-        for c in list {
-            let _ = writeln!(o, "  {:idw$}  {}", c.id, verdict_pair(c));
+        for (i, c) in list.iter().enumerate() {
+            if i > 0 {
+                let _ = writeln!(o);
+            }
+            let _ = writeln!(o, "  {} · {}", c.id, c.description);
             let detail = |o: &mut String, label: &str, text: &str| {
-                let _ = writeln!(o, "      {label}: {}", crate::report::wrap(text, 110, 8));
+                let _ = writeln!(o, "      {label:8}{}", crate::report::wrap(text, 110, 14));
             };
-            for ch in &c.changes {
+            if let Some(b) = &c.before {
+                detail(
+                    &mut o,
+                    "before",
+                    &format!("{} · {}", b.verdict, b.status.as_str()),
+                );
+            }
+            if let Some(a) = &c.after {
+                detail(
+                    &mut o,
+                    "after",
+                    &format!("{} · {}", a.verdict, a.status.as_str()),
+                );
+            }
+            // Status changes are on the before/after lines.
+            for ch in c.changes.iter().filter(|c| !c.starts_with("status:")) {
                 detail(&mut o, "changed", ch);
             }
             for cause in &c.causes {
@@ -457,7 +577,11 @@ fn render_text(d: &Diff) -> String {
     }
     let _ = writeln!(o);
     if d.is_empty() {
-        let _ = write!(o, "No verdict changed ({} scenarios compared).", d.unchanged);
+        let _ = write!(
+            o,
+            "No verdict changed ({} scenarios compared).",
+            d.unchanged
+        );
     } else {
         let _ = write!(o, "{}", counts(d));
     }
@@ -490,22 +614,43 @@ fn render_markdown(d: &Diff) -> String {
         let _ = writeln!(o, "| Scenario | Before | After | Changed | Cause |");
         let _ = writeln!(o, "| --- | --- | --- | --- | --- |");
         for c in list {
-            let b = c.before.as_ref().map(|s| format!("{} ({})", s.verdict, s.status.as_str())).unwrap_or_else(|| "—".into());
-            let a = c.after.as_ref().map(|s| format!("{} ({})", s.verdict, s.status.as_str())).unwrap_or_else(|| "—".into());
+            let b = c
+                .before
+                .as_ref()
+                .map(|s| format!("{} ({})", s.verdict, s.status.as_str()))
+                .unwrap_or_else(|| "—".into());
+            let a = c
+                .after
+                .as_ref()
+                .map(|s| format!("{} ({})", s.verdict, s.status.as_str()))
+                .unwrap_or_else(|| "—".into());
             let _ = writeln!(
                 o,
                 "| {} | {} | {} | {} | {} |",
                 code(&c.id),
                 t(&b),
                 t(&a),
-                c.changes.iter().map(|x| t(x)).collect::<Vec<_>>().join("<br>"),
-                c.causes.iter().map(|x| t(x)).collect::<Vec<_>>().join("<br>")
+                c.changes
+                    .iter()
+                    .filter(|x| !x.starts_with("status:"))
+                    .map(|x| t(x))
+                    .collect::<Vec<_>>()
+                    .join("<br>"),
+                c.causes
+                    .iter()
+                    .map(|x| t(x))
+                    .collect::<Vec<_>>()
+                    .join("<br>")
             );
         }
         let _ = writeln!(o);
     }
     if d.is_empty() {
-        let _ = writeln!(o, "No verdict changed ({} scenarios compared).", d.unchanged);
+        let _ = writeln!(
+            o,
+            "No verdict changed ({} scenarios compared).",
+            d.unchanged
+        );
     }
     o
 }

@@ -26,8 +26,10 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::load::{self, InputError};
-use crate::model::{CLUSTER_NAME, CiliumVersion, Flow, Identity, IdentityKind, Model, PolicyInfo, Verdict};
 use crate::model::labels::LabelSet;
+use crate::model::{
+    CLUSTER_NAME, CiliumVersion, Flow, Identity, IdentityKind, Model, PolicyInfo, Verdict,
+};
 use crate::policy::{Policy, Protocol};
 use crate::scenario::Request;
 use crate::stack::{NamedPort, Stack};
@@ -99,12 +101,22 @@ pub fn run(
         nsl.extend(w.namespace_labels.clone());
         let name = format!("{}/{}", w.namespace, w.name);
         if ids.iter().any(|i| i.name == name) {
-            return Err(InputError::at(queries_file, None, format!("workloads: `{name}` already exists in the stack")));
+            return Err(InputError::at(
+                queries_file,
+                None,
+                format!("workloads: `{name}` already exists in the stack"),
+            ));
         }
         ids.push(Identity {
             name,
             kind: IdentityKind::Pod,
-            labels: LabelSet::for_pod(&w.namespace, &w.labels, &nsl, w.service_account.as_deref().unwrap_or("default"), CLUSTER_NAME),
+            labels: LabelSet::for_pod(
+                &w.namespace,
+                &w.labels,
+                &nsl,
+                w.service_account.as_deref().unwrap_or("default"),
+                CLUSTER_NAME,
+            ),
             ip: None,
             ports: w.ports.clone(),
         });
@@ -142,18 +154,29 @@ pub fn run(
             .protocol
             .or_else(|| q.request.as_ref().map(Request::protocol))
             .unwrap_or(Protocol::Tcp);
-        let flow = Flow { from, to, port: q.port, protocol, l7: q.request.as_ref().and_then(Request::l7) };
+        let flow = Flow {
+            from,
+            to,
+            port: q.port,
+            protocol,
+            l7: q.request.as_ref().and_then(Request::l7),
+        };
         let verdict = model.explain(&flow);
         results.push(EvalResult { query: q, verdict });
     }
-    Ok(EvalOutput { cilium: version.to_string(), policies: model.policies.clone(), results })
+    Ok(EvalOutput {
+        cilium: version.to_string(),
+        policies: model.policies.clone(),
+        results,
+    })
 }
 
 fn line_of(text: &str, id: &str) -> Option<u64> {
     text.lines()
         .position(|l| {
             let t = l.trim_start().trim_start_matches("- ").trim_start();
-            t.strip_prefix("id:").is_some_and(|r| r.trim().trim_matches('"') == id)
+            t.strip_prefix("id:")
+                .is_some_and(|r| r.trim().trim_matches('"') == id)
         })
         .map(|i| i as u64 + 1)
 }

@@ -16,7 +16,11 @@ use crate::stack::Stack;
 
 /// Where a probe source runs.
 enum Source {
-    Pod { namespace: String, pod: String, container: String },
+    Pod {
+        namespace: String,
+        pod: String,
+        container: String,
+    },
     Outside(String),
 }
 
@@ -35,7 +39,11 @@ fn selector(w: &crate::stack::Workload) -> String {
     if w.labels.contains_key("harness/workload") {
         format!("harness/workload={}", w.name)
     } else {
-        w.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+        w.labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
@@ -54,7 +62,9 @@ impl LiveBed {
         progress: &dyn testbed::Progress,
     ) -> Result<LiveBed, String> {
         progress.step_started("Connect to the test bed");
-        let exec = testbed::LiveExecutor::connect(state, root).await.map_err(|e| e.to_string())?;
+        let exec = testbed::LiveExecutor::connect(state, root)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut places = HashMap::new();
         let mut sources = HashMap::new();
         for w in &stack.workloads {
@@ -64,10 +74,20 @@ impl LiveBed {
                     if let Some(c) = &p.container {
                         sources.insert(
                             id.clone(),
-                            Source::Pod { namespace: w.namespace.clone(), pod: p.pod.clone(), container: c.clone() },
+                            Source::Pod {
+                                namespace: w.namespace.clone(),
+                                pod: p.pod.clone(),
+                                container: c.clone(),
+                            },
                         );
                     }
-                    places.insert(id, Ok(Place { ip: p.ip, hubble: hubble::Peer::pod(&w.namespace, &p.pod) }));
+                    places.insert(
+                        id,
+                        Ok(Place {
+                            ip: p.ip,
+                            hubble: hubble::Peer::pod(&w.namespace, &p.pod),
+                        }),
+                    );
                 }
                 Err(e) => {
                     progress.detail(&format!("{id}: {e}"));
@@ -79,13 +99,25 @@ impl LiveBed {
             testbed::OutsideHosts::Started { hosts, .. } => {
                 for h in hosts {
                     let ip = std::net::IpAddr::V4(h.ip);
-                    places.insert(h.name.clone(), Ok(Place { ip, hubble: hubble::Peer::ip(ip) }));
+                    places.insert(
+                        h.name.clone(),
+                        Ok(Place {
+                            ip,
+                            hubble: hubble::Peer::ip(ip),
+                        }),
+                    );
                     sources.insert(h.name.clone(), Source::Outside(h.name.clone()));
                 }
             }
             testbed::OutsideHosts::NotAvailable { reason } => {
                 for h in &stack.outside {
-                    places.insert(h.name.clone(), Err(BedError::NotApplicable(format!("outside host {}: {reason}", h.name))));
+                    places.insert(
+                        h.name.clone(),
+                        Err(BedError::NotApplicable(format!(
+                            "outside host {}: {reason}",
+                            h.name
+                        ))),
+                    );
                 }
             }
         }
@@ -94,20 +126,41 @@ impl LiveBed {
         if let Err(why) = &watch {
             progress.detail(&format!("no Hubble evidence this run: {why}"));
         }
-        Ok(LiveBed { exec, places, sources, watch, cilium_namespace: state.cilium_namespace.clone() })
+        Ok(LiveBed {
+            exec,
+            places,
+            sources,
+            watch,
+            cilium_namespace: state.cilium_namespace.clone(),
+        })
     }
 }
 
-async fn open_watch(relay: Option<&str>, progress: &dyn testbed::Progress) -> Result<hubble::FlowWatch, String> {
+async fn open_watch(
+    relay: Option<&str>,
+    progress: &dyn testbed::Progress,
+) -> Result<hubble::FlowWatch, String> {
     let addr = relay.ok_or_else(|| {
         "this test bed has no Relay address (an existing cluster): run `cilium hubble port-forward` and pass --relay 127.0.0.1:4245".to_string()
     })?;
-    let url = if addr.starts_with("http") { addr.to_string() } else { format!("http://{addr}") };
-    let client = hubble::HubbleClient::connect(&url).await.map_err(|e| format!("Hubble Relay at {addr}: {e}"))?;
-    let health = client.check_health(&hubble::HealthCheck::default()).await.map_err(|e| e.to_string())?;
+    let url = if addr.starts_with("http") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    };
+    let client = hubble::HubbleClient::connect(&url)
+        .await
+        .map_err(|e| format!("Hubble Relay at {addr}: {e}"))?;
+    let health = client
+        .check_health(&hubble::HealthCheck::default())
+        .await
+        .map_err(|e| e.to_string())?;
     progress.detail(&format!("{health:?}"));
     let watch = client
-        .follow(&hubble::FlowsRequest::follow_since(SystemTime::now()), hubble::WatchOptions::default())
+        .follow(
+            &hubble::FlowsRequest::follow_since(SystemTime::now()),
+            hubble::WatchOptions::default(),
+        )
         .await
         .map_err(|e| format!("cannot follow flows: {e}"))?;
     Ok(watch)
@@ -115,10 +168,11 @@ async fn open_watch(relay: Option<&str>, progress: &dyn testbed::Progress) -> Re
 
 impl TestBed for LiveBed {
     fn locate(&self, peer: &str) -> Result<Place, BedError> {
-        self.places
-            .get(peer)
-            .cloned()
-            .unwrap_or_else(|| Err(BedError::Failed(format!("{peer} is not part of this test bed"))))
+        self.places.get(peer).cloned().unwrap_or_else(|| {
+            Err(BedError::Failed(format!(
+                "{peer} is not part of this test bed"
+            )))
+        })
     }
 
     fn exec<'a>(
@@ -130,14 +184,26 @@ impl TestBed for LiveBed {
     ) -> BoxFuture<'a, Result<String, BedError>> {
         Box::pin(async move {
             let out = match self.sources.get(source) {
-                Some(Source::Pod { namespace, pod, container }) => {
-                    self.exec.exec_pod_cancellable(namespace, pod, container, &args, deadline, cancel).await
+                Some(Source::Pod {
+                    namespace,
+                    pod,
+                    container,
+                }) => {
+                    self.exec
+                        .exec_pod_cancellable(namespace, pod, container, &args, deadline, cancel)
+                        .await
                 }
-                Some(Source::Outside(host)) => self.exec.exec_outside_cancellable(host, &args, deadline, cancel).await,
+                Some(Source::Outside(host)) => {
+                    self.exec
+                        .exec_outside_cancellable(host, &args, deadline, cancel)
+                        .await
+                }
                 None => {
                     return Err(match self.places.get(source) {
                         Some(Err(e)) => e.clone(),
-                        _ => BedError::Failed(format!("{source} runs no agent container to probe from")),
+                        _ => BedError::Failed(format!(
+                            "{source} runs no agent container to probe from"
+                        )),
                     });
                 }
             };
@@ -148,7 +214,9 @@ impl TestBed for LiveBed {
                     o.exit_code,
                     String::from_utf8_lossy(&o.stderr).trim()
                 ))),
-                Err(testbed::ExecError::NotApplicable { reason, .. }) => Err(BedError::NotApplicable(reason)),
+                Err(testbed::ExecError::NotApplicable { reason, .. }) => {
+                    Err(BedError::NotApplicable(reason))
+                }
                 Err(e) => Err(BedError::Failed(e.to_string())),
             }
         })
@@ -165,7 +233,9 @@ impl TestBed for LiveBed {
                 testbed::metrics::hubble_metrics(self.exec.client(), &self.cilium_namespace),
             )
             .await
-            .map_err(|_| BedError::Failed("the Cilium agents' metrics did not answer within 30 s".into()))?
+            .map_err(|_| {
+                BedError::Failed("the Cilium agents' metrics did not answer within 30 s".into())
+            })?
             .map_err(BedError::Failed)?;
             Ok(agents
                 .into_iter()

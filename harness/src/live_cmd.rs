@@ -27,13 +27,18 @@ impl From<InputError> for Failure {
 pub type Outcome = Result<ExitCode, Failure>;
 
 fn state_file(root: &Path) -> PathBuf {
-    std::env::var_os("HARNESS_STATE").map(PathBuf::from).unwrap_or_else(|| root.join(".harness/state.json"))
+    std::env::var_os("HARNESS_STATE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join(".harness/state.json"))
 }
 
 fn load_state(root: &Path) -> Result<testbed::State, Failure> {
     let path = state_file(root);
     testbed::State::load(&path).map_err(|e| {
-        Failure::Bed(format!("{e}\nno test bed: run `harness up` first (state file {})", path.display()))
+        Failure::Bed(format!(
+            "{e}\nno test bed: run `harness up` first (state file {})",
+            path.display()
+        ))
     })
 }
 
@@ -68,7 +73,9 @@ pub fn up(root: &Path, a: UpArgs) -> Outcome {
         testbed::Target::Existing(e) => e.agent_image = a.agent_image,
     }
     let progress = testbed::TerminalProgress::stderr();
-    let state = runtime()?.block_on(testbed::up(&opts, &progress)).map_err(|e| Failure::Bed(e.to_string()))?;
+    let state = runtime()?
+        .block_on(testbed::up(&opts, &progress))
+        .map_err(|e| Failure::Bed(e.to_string()))?;
     eprintln!(
         "test bed ready: context {}, Cilium {}, state in {}",
         state.kube_context,
@@ -85,7 +92,13 @@ pub fn apply(root: &Path, posture: &str, dir: &Path) -> Outcome {
     let state = load_state(root)?;
     let progress = testbed::TerminalProgress::stderr();
     let report = runtime()?
-        .block_on(testbed::apply_posture(&state, posture, &files, &testbed::ApplyOptions::default(), &progress))
+        .block_on(testbed::apply_posture(
+            &state,
+            posture,
+            &files,
+            &testbed::ApplyOptions::default(),
+            &progress,
+        ))
         .map_err(|e| Failure::Bed(e.to_string()))?;
     eprintln!(
         "posture {posture}: {} applied, {} removed, enforced by {} agent(s)",
@@ -122,7 +135,11 @@ pub struct RunArgs {
 pub fn run(root: &Path, a: RunArgs) -> Outcome {
     let state = load_state(root);
     let version: CiliumVersion = match &state {
-        Ok(s) => s.cilium_version.as_deref().and_then(|v| v.parse().ok()).unwrap_or(harness::model::DEFAULT_VERSION),
+        Ok(s) => s
+            .cilium_version
+            .as_deref()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(harness::model::DEFAULT_VERSION),
         Err(_) => harness::model::DEFAULT_VERSION,
     };
     let inputs = Inputs {
@@ -147,12 +164,23 @@ pub fn run(root: &Path, a: RunArgs) -> Outcome {
             let rt = runtime()?;
             let progress = testbed::TerminalProgress::stderr();
             let opts = RunOptions {
-                timeouts: ProbeTimeouts { connect_ms: a.connect_timeout_ms, total_ms: a.timeout_ms },
+                timeouts: ProbeTimeouts {
+                    connect_ms: a.connect_timeout_ms,
+                    total_ms: a.timeout_ms,
+                },
                 concurrency: a.concurrency,
                 ..RunOptions::default()
             };
             rt.block_on(async {
-                match harness::live::LiveBed::connect(root, &state, &loaded.stack, a.relay.as_deref(), &progress).await {
+                match harness::live::LiveBed::connect(
+                    root,
+                    &state,
+                    &loaded.stack,
+                    a.relay.as_deref(),
+                    &progress,
+                )
+                .await
+                {
                     Err(why) => runner::setup_failed(env, &loaded.model, &scenarios, &why),
                     Ok(bed) => {
                         progress.step_started(&format!("Run {} scenario(s)", scenarios.len()));
@@ -166,10 +194,18 @@ pub fn run(root: &Path, a: RunArgs) -> Outcome {
         }
     };
     write_results(&a.results, &results)?;
-    let text = harness::report::render(&results, harness::report::ReportFormat::Table, harness::output::use_colour());
+    let text = harness::report::render(
+        &results,
+        harness::report::ReportFormat::Table,
+        harness::output::use_colour(),
+    );
     let _ = writeln!(std::io::stdout().lock(), "{text}");
     eprintln!("results written to {}", a.results.display());
-    Ok(if run_succeeded(&results, a.expect) { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if run_succeeded(&results, a.expect) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// Whether a run meets what was expected of it.
@@ -177,17 +213,24 @@ pub fn run_succeeded(r: &Results, expect: Expect) -> bool {
     r.scenarios.iter().all(|s| match expect {
         Expect::Intent => matches!(s.status, Status::Pass | Status::NotApplicable),
         Expect::Model => {
-            s.status == Status::NotApplicable || (s.status != Status::Inconclusive && !s.model_divergence)
+            s.status == Status::NotApplicable
+                || (s.status != Status::Inconclusive && !s.model_divergence)
         }
     })
 }
 
 fn write_results(path: &Path, r: &Results) -> Result<(), Failure> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| InputError::Io { path: dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| InputError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
     }
     let json = serde_json::to_string_pretty(r).map_err(|e| Failure::Bed(e.to_string()))?;
-    std::fs::write(path, json).map_err(|source| InputError::Io { path: path.to_path_buf(), source })?;
+    std::fs::write(path, json).map_err(|source| InputError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     Ok(())
 }
 
@@ -206,7 +249,11 @@ pub fn down(root: &Path) -> Outcome {
     for e in &report.errors {
         eprintln!("error: {e}");
     }
-    Ok(if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// Options of `harness upgrade`.
@@ -220,7 +267,12 @@ pub struct UpgradeArgs {
     pub allow_widening: bool,
 }
 
-fn check_at(root: &Path, posture: &str, dir: &Path, version: CiliumVersion) -> Result<Results, Failure> {
+fn check_at(
+    root: &Path,
+    posture: &str,
+    dir: &Path,
+    version: CiliumVersion,
+) -> Result<Results, Failure> {
     Ok(check::run(&Inputs {
         policies: vec![dir.to_path_buf()],
         posture: posture.into(),
@@ -240,12 +292,22 @@ pub fn upgrade(root: &Path, a: UpgradeArgs) -> Outcome {
     write_results(&out_dir.join("upgrade-predicted-before.json"), &before)?;
     write_results(&out_dir.join("upgrade-predicted-after.json"), &after)?;
     let predicted = harness::diff::diff(&before, &after);
-    println!("Predicted by the model ({} -> {}):\n{}", a.from, a.to, harness::diff::render(&predicted, false));
+    println!(
+        "Predicted by the model ({} -> {}):\n{}",
+        a.from,
+        a.to,
+        harness::diff::render(&predicted, false)
+    );
     if a.predict_only {
-        return Ok(if predicted.has_widening() && !a.allow_widening { ExitCode::from(1) } else { ExitCode::SUCCESS });
+        return Ok(if predicted.has_widening() && !a.allow_widening {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        });
     }
     let mut state = load_state(root)?;
-    let installed: Option<CiliumVersion> = state.cilium_version.as_deref().and_then(|v| v.parse().ok());
+    let installed: Option<CiliumVersion> =
+        state.cilium_version.as_deref().and_then(|v| v.parse().ok());
     if installed.map(|v| (v.major, v.minor)) != Some((a.from.major, a.from.minor)) {
         return Err(Failure::Bed(format!(
             "the test bed runs Cilium {}, not {}: run `harness up --cilium-version {}` first",
@@ -279,7 +341,9 @@ pub fn upgrade(root: &Path, a: UpgradeArgs) -> Outcome {
     // A strict re-apply on the new version reports what it no longer accepts (Kafka rules on 1.20).
     if let Err(f) = apply(root, &a.posture, &a.posture_dir) {
         match f {
-            Failure::Bed(why) => eprintln!("re-applying the posture on Cilium {to} failed (recorded, the run goes on):\n{why}"),
+            Failure::Bed(why) => eprintln!(
+                "re-applying the posture on Cilium {to} failed (recorded, the run goes on):\n{why}"
+            ),
             other => return Err(other),
         }
     }
@@ -289,7 +353,14 @@ pub fn upgrade(root: &Path, a: UpgradeArgs) -> Outcome {
     let af = Results::read(&after_file)?;
     let d = harness::diff::diff(&b, &af);
     let text = harness::diff::render(&d, false);
-    std::fs::write(out_dir.join("upgrade-diff.txt"), &text).map_err(|source| InputError::Io { path: out_dir.join("upgrade-diff.txt"), source })?;
+    std::fs::write(out_dir.join("upgrade-diff.txt"), &text).map_err(|source| InputError::Io {
+        path: out_dir.join("upgrade-diff.txt"),
+        source,
+    })?;
     println!("Observed ({} -> {to}):\n{text}", a.from);
-    Ok(if d.has_widening() && !a.allow_widening { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if d.has_widening() && !a.allow_widening {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

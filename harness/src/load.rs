@@ -140,10 +140,16 @@ pub fn split_documents(text: &str) -> Vec<Document<'_>> {
 }
 
 /// Parse one document of a multi-document file; line numbers in errors refer to the whole file.
-pub fn parse_document<T: DeserializeOwned>(path: &Path, doc: &Document<'_>) -> Result<T, InputError> {
+pub fn parse_document<T: DeserializeOwned>(
+    path: &Path,
+    doc: &Document<'_>,
+) -> Result<T, InputError> {
     serde_saphyr::from_str(doc.text).map_err(|e| {
         let mut l = located(path, &e);
-        l.line = l.line.map(|n| n + doc.first_line - 1).or(Some(doc.first_line));
+        l.line = l
+            .line
+            .map(|n| n + doc.first_line - 1)
+            .or(Some(doc.first_line));
         InputError::At(l)
     })
 }

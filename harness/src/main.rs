@@ -208,7 +208,8 @@ fn find_root(explicit: Option<PathBuf>) -> Result<PathBuf, InputError> {
             r.display()
         )));
     }
-    let mut dir = std::env::current_dir().map_err(|e| InputError::Invalid(format!("cannot read the current directory: {e}")))?;
+    let mut dir = std::env::current_dir()
+        .map_err(|e| InputError::Invalid(format!("cannot read the current directory: {e}")))?;
     loop {
         if dir.join("fixtures/stack.yaml").is_file() {
             return Ok(dir);
@@ -252,7 +253,13 @@ fn posture_dir(root: &Path, posture: &str) -> Result<PathBuf, InputError> {
 fn run(cli: Cli) -> Result<ExitCode, InputError> {
     let root = find_root(cli.root)?;
     match cli.command {
-        Command::Check { posture, cilium_version, format, output: out_file, filter } => {
+        Command::Check {
+            posture,
+            cilium_version,
+            format,
+            output: out_file,
+            filter,
+        } => {
             let dir = posture_dir(&root, &posture)?;
             let inputs = Inputs {
                 policies: vec![dir],
@@ -264,13 +271,18 @@ fn run(cli: Cli) -> Result<ExitCode, InputError> {
             };
             let mut results = check::run(&inputs)?;
             if let Some(f) = filter {
-                let re = regex::Regex::new(&f).map_err(|e| InputError::Invalid(format!("--filter: {e}")))?;
+                let re = regex::Regex::new(&f)
+                    .map_err(|e| InputError::Invalid(format!("--filter: {e}")))?;
                 results.scenarios.retain(|s| re.is_match(&s.id));
                 results.summary = harness::results::Summary::of(&results.scenarios);
             }
-            let json = serde_json::to_string_pretty(&results).map_err(|e| InputError::Invalid(e.to_string()))?;
+            let json = serde_json::to_string_pretty(&results)
+                .map_err(|e| InputError::Invalid(e.to_string()))?;
             if let Some(path) = out_file {
-                std::fs::write(&path, &json).map_err(|source| InputError::Io { path: path.clone(), source })?;
+                std::fs::write(&path, &json).map_err(|source| InputError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
             }
             let mut stdout = std::io::stdout().lock();
             let text = match format {
@@ -278,55 +290,136 @@ fn run(cli: Cli) -> Result<ExitCode, InputError> {
                 Format::Table => output::check_table(&results, output::use_colour()),
             };
             let _ = writeln!(stdout, "{text}");
-            Ok(if results.summary.gaps == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if results.summary.gaps == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
-        Command::Up { cilium_version, reuse, existing, context, agent_image } => {
-            live(live_cmd::up(&root, live_cmd::UpArgs { cilium_version, reuse, existing, context, agent_image }))
-        }
+        Command::Up {
+            cilium_version,
+            reuse,
+            existing,
+            context,
+            agent_image,
+        } => live(live_cmd::up(
+            &root,
+            live_cmd::UpArgs {
+                cilium_version,
+                reuse,
+                existing,
+                context,
+                agent_image,
+            },
+        )),
         Command::Apply { posture } => {
             let dir = posture_dir(&root, &posture)?;
             live(live_cmd::apply(&root, &posture, &dir))
         }
-        Command::Run { posture, filter, results, concurrency, relay, expect, connect_timeout_ms, timeout_ms } => {
+        Command::Run {
+            posture,
+            filter,
+            results,
+            concurrency,
+            relay,
+            expect,
+            connect_timeout_ms,
+            timeout_ms,
+        } => {
             let posture_dir = posture_dir(&root, &posture)?;
-            let results = if results.is_absolute() { results } else { root.join(results) };
+            let results = if results.is_absolute() {
+                results
+            } else {
+                root.join(results)
+            };
             live(live_cmd::run(
                 &root,
-                live_cmd::RunArgs { posture, posture_dir, filter, results, concurrency, relay, expect, connect_timeout_ms, timeout_ms },
+                live_cmd::RunArgs {
+                    posture,
+                    posture_dir,
+                    filter,
+                    results,
+                    concurrency,
+                    relay,
+                    expect,
+                    connect_timeout_ms,
+                    timeout_ms,
+                },
             ))
         }
         Command::Down => live(live_cmd::down(&root)),
-        Command::Upgrade { from, to, to_chart, posture, predict_only, allow_widening } => {
+        Command::Upgrade {
+            from,
+            to,
+            to_chart,
+            posture,
+            predict_only,
+            allow_widening,
+        } => {
             let posture_dir = posture_dir(&root, &posture)?;
             live(live_cmd::upgrade(
                 &root,
-                live_cmd::UpgradeArgs { from, to, to_chart, posture, posture_dir, predict_only, allow_widening },
+                live_cmd::UpgradeArgs {
+                    from,
+                    to,
+                    to_chart,
+                    posture,
+                    posture_dir,
+                    predict_only,
+                    allow_widening,
+                },
             ))
         }
-        Command::Report { file, format, output: out_file } => {
+        Command::Report {
+            file,
+            format,
+            output: out_file,
+        } => {
             let results = harness::results::Results::read(&file)?;
             let colour = out_file.is_none() && output::use_colour();
             let text = harness::report::render(&results, format, colour);
             match out_file {
-                Some(path) => std::fs::write(&path, text).map_err(|source| InputError::Io { path: path.clone(), source })?,
+                Some(path) => std::fs::write(&path, text).map_err(|source| InputError::Io {
+                    path: path.clone(),
+                    source,
+                })?,
                 None => {
                     let _ = writeln!(std::io::stdout().lock(), "{text}");
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Diff { before, after, allow_widening, markdown } => {
+        Command::Diff {
+            before,
+            after,
+            allow_widening,
+            markdown,
+        } => {
             let b = harness::results::Results::read(&before)?;
             let a = harness::results::Results::read(&after)?;
             let d = harness::diff::diff(&b, &a);
-            let _ = writeln!(std::io::stdout().lock(), "{}", harness::diff::render(&d, markdown));
-            Ok(if d.has_widening() && !allow_widening { ExitCode::from(1) } else { ExitCode::SUCCESS })
+            let _ = writeln!(
+                std::io::stdout().lock(),
+                "{}",
+                harness::diff::render(&d, markdown)
+            );
+            Ok(if d.has_widening() && !allow_widening {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
-        Command::Eval { policies, stack, queries, cilium_version } => {
+        Command::Eval {
+            policies,
+            stack,
+            queries,
+            cilium_version,
+        } => {
             let stack = Stack::load(&stack.unwrap_or_else(|| root.join("fixtures/stack.yaml")))?;
             let policies = policy::load_policies(&policies)?;
             let out = eval::run(&policies, &stack, &queries, cilium_version)?;
-            let json = serde_json::to_string_pretty(&out).map_err(|e| InputError::Invalid(e.to_string()))?;
+            let json = serde_json::to_string_pretty(&out)
+                .map_err(|e| InputError::Invalid(e.to_string()))?;
             let _ = writeln!(std::io::stdout().lock(), "{json}");
             Ok(ExitCode::SUCCESS)
         }

@@ -12,14 +12,22 @@ pub fn use_colour() -> bool {
 }
 
 fn paint(s: &str, code: &str, colour: bool) -> String {
-    if colour { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() }
+    if colour {
+        format!("\x1b[{code}m{s}\x1b[0m")
+    } else {
+        s.to_string()
+    }
 }
 
 /// `deny l7 ingress` etc.
 pub fn verdict_short(v: &Verdict) -> String {
     match v.decision {
         Decision::Allow => {
-            if v.proxied { "allow (proxied)".into() } else { "allow".into() }
+            if v.proxied {
+                "allow (proxied)".into()
+            } else {
+                "allow".into()
+            }
         }
         Decision::Deny => {
             let mut s = String::from("deny");
@@ -58,7 +66,14 @@ pub fn check_table(r: &Results, colour: bool) -> String {
         r.policies.len() - rejected.len()
     );
     for (p, reason) in &rejected {
-        let _ = writeln!(out, "  {} {} ({}:{}): {reason}", paint("rejected", "33", colour), p.name, p.file, p.line);
+        let _ = writeln!(
+            out,
+            "  {} {} ({}:{}): {reason}",
+            paint("rejected", "33", colour),
+            p.name,
+            p.file,
+            p.line
+        );
     }
     for p in &r.policies {
         for w in &p.warnings {
@@ -66,9 +81,25 @@ pub fn check_table(r: &Results, colour: bool) -> String {
         }
     }
     let _ = writeln!(out);
-    let idw = r.scenarios.iter().map(|s| s.id.len()).max().unwrap_or(8).max(8);
-    let phw = r.scenarios.iter().map(|s| s.phase.len()).max().unwrap_or(5).max(5);
-    let _ = writeln!(out, "{:phw$}  {:idw$}  {:20}  {:22}  STATUS", "PHASE", "SCENARIO", "INTENT", "MODEL");
+    let idw = r
+        .scenarios
+        .iter()
+        .map(|s| s.id.len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
+    let phw = r
+        .scenarios
+        .iter()
+        .map(|s| s.phase.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let _ = writeln!(
+        out,
+        "{:phw$}  {:idw$}  {:20}  {:22}  STATUS",
+        "PHASE", "SCENARIO", "INTENT", "MODEL"
+    );
     for s in &r.scenarios {
         let status = match s.status {
             Status::Met | Status::Pass => paint(s.status.as_str(), "32", colour),
@@ -84,12 +115,22 @@ pub fn check_table(r: &Results, colour: bool) -> String {
             verdict_short(&s.model)
         );
     }
-    let gaps: Vec<_> = r.scenarios.iter().filter(|s| s.status == Status::Gap || s.status == Status::NotApplicable).collect();
+    let gaps: Vec<_> = r
+        .scenarios
+        .iter()
+        .filter(|s| s.status == Status::Gap || s.status == Status::NotApplicable)
+        .collect();
     if !gaps.is_empty() {
         let _ = writeln!(out);
         let _ = writeln!(out, "{}", paint("Gaps and their causes:", "1", colour));
         for s in gaps {
-            let _ = writeln!(out, "- {} ({}): {}", paint(&s.id, "1", colour), s.description, s.reason);
+            let _ = writeln!(
+                out,
+                "- {} ({}): {}",
+                paint(&s.id, "1", colour),
+                s.description,
+                s.reason
+            );
             let _ = writeln!(out, "    {}", s.model.explanation);
             for n in &s.model.notes {
                 let _ = writeln!(out, "    note: {n}");
@@ -104,7 +145,11 @@ pub fn check_table(r: &Results, colour: bool) -> String {
         sm.total,
         sm.met,
         sm.gaps,
-        if sm.not_applicable > 0 { format!(", {} not applicable", sm.not_applicable) } else { String::new() }
+        if sm.not_applicable > 0 {
+            format!(", {} not applicable", sm.not_applicable)
+        } else {
+            String::new()
+        }
     );
     out
 }

@@ -275,10 +275,9 @@ impl<'de> Deserialize<'de> for PortSpec {
             return Err(de::Error::custom("port: empty string"));
         }
         if s.bytes().all(|b| b.is_ascii_digit()) {
-            return s
-                .parse::<u16>()
-                .map(PortSpec::Number)
-                .map_err(|_| de::Error::custom(format!("port: `{s}` is not a port number 0-65535")));
+            return s.parse::<u16>().map(PortSpec::Number).map_err(|_| {
+                de::Error::custom(format!("port: `{s}` is not a port number 0-65535"))
+            });
         }
         let valid = s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
             && s.bytes().any(|b| b.is_ascii_alphabetic())
@@ -482,12 +481,13 @@ impl TryFrom<KafkaRuleRaw> for KafkaRule {
         if role.is_some() && api_key.is_some() {
             return Err("kafka: `role` and `apiKey` are mutually exclusive".into());
         }
-        let api_version = match raw.api_version.map(|v| v.0).filter(|s| !s.is_empty()) {
-            None => None,
-            Some(v) => Some(v.parse::<i16>().ok().filter(|n| *n >= 0).ok_or_else(|| {
-                format!("kafka.apiVersion: `{v}` is not a non-negative integer")
-            })?),
-        };
+        let api_version =
+            match raw.api_version.map(|v| v.0).filter(|s| !s.is_empty()) {
+                None => None,
+                Some(v) => Some(v.parse::<i16>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                    format!("kafka.apiVersion: `{v}` is not a non-negative integer")
+                })?),
+            };
         let topic = raw.topic.filter(|t| !t.is_empty());
         if let Some(t) = &topic {
             let ok = t.len() <= 255
@@ -711,7 +711,10 @@ mod tests {
             "{HEAD}  ingress:\n  - toPorts:\n    - ports: [{{port: \"80\"}}]\n      rules:\n        http:\n        - path: \"/api/(\"\n"
         ))
         .unwrap_err();
-        assert!(err.to_string().contains("invalid regular expression"), "{err}");
+        assert!(
+            err.to_string().contains("invalid regular expression"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -735,7 +738,10 @@ mod tests {
             "{HEAD}  ingress:\n  - toPorts:\n    - ports: [{{port: \"443\"}}, {{port: https, protocol: TCP}}]\n"
         ))
         .unwrap();
-        let ports = p[0].rules[0].ingress.as_ref().unwrap()[0].to_ports.as_ref().unwrap()[0]
+        let ports = p[0].rules[0].ingress.as_ref().unwrap()[0]
+            .to_ports
+            .as_ref()
+            .unwrap()[0]
             .ports
             .clone()
             .unwrap();
@@ -754,7 +760,10 @@ mod tests {
 
     #[test]
     fn multi_document_files_give_several_policies() {
-        let two = format!("{HEAD}  ingress: [{{}}]\n---\n{}", HEAD.replace("name: p", "name: q"));
+        let two = format!(
+            "{HEAD}  ingress: [{{}}]\n---\n{}",
+            HEAD.replace("name: p", "name: q")
+        );
         let ps = parse(&format!("{two}  egress: [{{}}]\n")).unwrap();
         assert_eq!(ps.len(), 2);
         assert_eq!(ps[1].line, 10);

@@ -57,7 +57,11 @@ pub struct Intent {
 
 impl Intent {
     pub fn of(s: &Scenario) -> Intent {
-        Intent { decision: s.intent, layer: s.layer, direction: s.direction }
+        Intent {
+            decision: s.intent,
+            layer: s.layer,
+            direction: s.direction,
+        }
     }
 }
 
@@ -71,7 +75,15 @@ impl std::fmt::Display for Intent {
             write!(f, " {}", if l == Layer::L4 { "l4" } else { "l7" })?;
         }
         if let Some(d) = self.direction {
-            write!(f, " {}", if d == Direction::Egress { "egress" } else { "ingress" })?;
+            write!(
+                f,
+                " {}",
+                if d == Direction::Egress {
+                    "egress"
+                } else {
+                    "ingress"
+                }
+            )?;
         }
         Ok(())
     }
@@ -124,7 +136,8 @@ pub struct HubbleEvidence {
     /// `forwarded`, `dropped-l4`, `l7-denied`, `l7-allowed`, `not-seen` or `inconclusive`.
     pub verdict: String,
     pub detail: String,
-    /// The flows that decided, as `hubble observe -o json` prints them.
+    /// The flows that decided: `{"role": "PolicyDrop" | "Delivered" | "L7Request" | ..., "flow": "<the flow
+    /// on one line: time, node, source -> destination, verdict, drop reason, direction, L7 record>"}`.
     #[serde(default)]
     pub flows: Vec<serde_json::Value>,
 }
@@ -190,7 +203,10 @@ pub struct Summary {
 
 impl Summary {
     pub fn of(rs: &[ScenarioResult]) -> Summary {
-        let mut s = Summary { total: rs.len(), ..Summary::default() };
+        let mut s = Summary {
+            total: rs.len(),
+            ..Summary::default()
+        };
         for r in rs {
             match r.status {
                 Status::Met => s.met += 1,
@@ -227,7 +243,10 @@ impl Results {
             return Err(crate::load::InputError::at(
                 path,
                 None,
-                format!("version: results document version {} is not supported (this harness reads {RESULTS_VERSION})", r.version),
+                format!(
+                    "version: results document version {} is not supported (this harness reads {RESULTS_VERSION})",
+                    r.version
+                ),
             ));
         }
         Ok(r)
@@ -253,7 +272,12 @@ pub fn now_rfc3339() -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = if m <= 2 { y + 1 } else { y };
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]

@@ -143,12 +143,20 @@ impl Request {
                 method: h.method.clone(),
                 path: h.path.clone(),
                 host: None,
-                headers: h.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                headers: h
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
             })),
             // The proxy cannot read inside TLS, and does not parse PostgreSQL.
             Request::Https(_) | Request::Postgres(_) => Some(L7Request::Opaque),
             Request::Tcp {} => None,
-            Request::Kafka(k) => Some(L7Request::Kafka(kafka::requests_for(k.action, &k.topic, &k.client_id))),
+            Request::Kafka(k) => Some(L7Request::Kafka(kafka::requests_for(
+                k.action,
+                &k.topic,
+                &k.client_id,
+            ))),
             Request::Dns(d) => Some(L7Request::Dns(d.query.clone())),
         }
     }
@@ -167,7 +175,10 @@ impl Request {
             Request::Http(h) | Request::Https(h) => {
                 let mut s = format!("{} {}", h.method, h.path);
                 if !h.headers.is_empty() {
-                    s.push_str(&format!(" [{}]", h.headers.keys().cloned().collect::<Vec<_>>().join(", ")));
+                    s.push_str(&format!(
+                        " [{}]",
+                        h.headers.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ));
                 }
                 if matches!(self, Request::Https(_)) {
                     s = format!("https {s}");
@@ -217,13 +228,20 @@ pub fn load_scenarios(path: &Path, stack: &Stack) -> Result<Vec<Scenario>, Input
             s.origin = format!("{}:{}", file.display(), line.unwrap_or(1));
             validate(&file, line, &s, stack)?;
             if let Some(prev) = all.iter().find(|p| p.id == s.id) {
-                return Err(InputError::at(&file, line, format!("id: `{}` is used twice (also at {})", s.id, prev.origin)));
+                return Err(InputError::at(
+                    &file,
+                    line,
+                    format!("id: `{}` is used twice (also at {})", s.id, prev.origin),
+                ));
             }
             all.push(s);
         }
     }
     if all.is_empty() {
-        return Err(InputError::Invalid(format!("{}: no scenarios found", path.display())));
+        return Err(InputError::Invalid(format!(
+            "{}: no scenarios found",
+            path.display()
+        )));
     }
     Ok(all)
 }
@@ -242,8 +260,19 @@ fn id_lines(text: &str) -> BTreeMap<String, u64> {
 }
 
 fn validate(file: &Path, line: Option<u64>, s: &Scenario, stack: &Stack) -> Result<(), InputError> {
-    let err = |m: String| Err(InputError::at(file, line, format!("scenario `{}`: {m}", s.id)));
-    if s.id.is_empty() || !s.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+    let err = |m: String| {
+        Err(InputError::at(
+            file,
+            line,
+            format!("scenario `{}`: {m}", s.id),
+        ))
+    };
+    if s.id.is_empty()
+        || !s
+            .id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
         return err("id: use letters, digits, `-` and `_` only (it becomes a test name)".into());
     }
     if s.check.is_some() {
@@ -256,7 +285,11 @@ fn validate(file: &Path, line: Option<u64>, s: &Scenario, stack: &Stack) -> Resu
         return err("from and to are required (or a `check`)".into());
     };
     for (field, name) in [("from", from), ("to", to)] {
-        let known = if name.contains('/') { stack.workload(name).is_some() } else { stack.outside_host(name).is_some() };
+        let known = if name.contains('/') {
+            stack.workload(name).is_some()
+        } else {
+            stack.outside_host(name).is_some()
+        };
         if !known {
             return err(format!(
                 "{field}: `{name}` is neither a workload (namespace/name) of the stack's manifests nor an outside host of fixtures/stack.yaml"
@@ -275,7 +308,10 @@ fn validate(file: &Path, line: Option<u64>, s: &Scenario, stack: &Stack) -> Resu
     if let (Some(req), Some(p)) = (&s.request, s.protocol)
         && req.protocol() != p
     {
-        return err(format!("protocol: {p} does not fit the request (it uses {})", req.protocol()));
+        return err(format!(
+            "protocol: {p} does not fit the request (it uses {})",
+            req.protocol()
+        ));
     }
     Ok(())
 }

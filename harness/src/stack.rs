@@ -226,11 +226,10 @@ impl Stack {
             err("metadata.namespace: missing (the stack's manifests name their namespace explicitly)")
         })?;
         let template = template.ok_or_else(|| err("spec.template: missing"))?;
-        let labels = template
-            .metadata
-            .and_then(|m| m.labels)
-            .unwrap_or_default();
-        let spec = template.spec.ok_or_else(|| err("spec.template.spec: missing"))?;
+        let labels = template.metadata.and_then(|m| m.labels).unwrap_or_default();
+        let spec = template
+            .spec
+            .ok_or_else(|| err("spec.template.spec: missing"))?;
         let mut ports = Vec::new();
         for c in &spec.containers {
             for p in c.ports.iter().flatten() {
@@ -279,7 +278,12 @@ impl Stack {
                 return Err(InputError::at(
                     stack_file,
                     None,
-                    format!("workload {} is defined twice ({} and {})", w.id(), prev, w.origin),
+                    format!(
+                        "workload {} is defined twice ({} and {})",
+                        w.id(),
+                        prev,
+                        w.origin
+                    ),
                 ));
             }
         }
@@ -326,12 +330,24 @@ mod tests {
         let s = Stack::load(&repo().join("fixtures/stack.yaml")).expect("stack loads");
         let fe = s.workload("frontend/frontend").expect("frontend");
         assert_eq!(fe.labels.get("role").map(String::as_str), Some("frontend"));
-        assert!(fe.ports.iter().any(|p| p.port == 443 && p.name.as_deref() == Some("https")));
+        assert!(
+            fe.ports
+                .iter()
+                .any(|p| p.port == 443 && p.name.as_deref() == Some("https"))
+        );
         let imp = s.workload("backend/impostor").expect("impostor");
         assert_eq!(imp.labels.get("role").map(String::as_str), Some("frontend"));
-        assert!(!s.workload("attacker/attacker").expect("attacker").labels.contains_key("role"));
+        assert!(
+            !s.workload("attacker/attacker")
+                .expect("attacker")
+                .labels
+                .contains_key("role")
+        );
         assert!(s.workload("kube-system/kube-dns").is_some());
-        assert_eq!(s.outside_host("lb").expect("lb").ip.to_string(), "10.0.0.10");
+        assert_eq!(
+            s.outside_host("lb").expect("lb").ip.to_string(),
+            "10.0.0.10"
+        );
         for id in [
             "backend/api",
             "database/postgres",

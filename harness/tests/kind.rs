@@ -17,16 +17,24 @@ use harness::runner::{self, RunOptions};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 fn root() -> PathBuf {
-    std::env::var_os("HARNESS_ROOT").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+    std::env::var_os("HARNESS_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
 }
 
 fn state_file(root: &Path) -> PathBuf {
-    std::env::var_os("HARNESS_STATE").map(PathBuf::from).unwrap_or_else(|| root.join(".harness/state.json"))
+    std::env::var_os("HARNESS_STATE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join(".harness/state.json"))
 }
 
 fn describe(r: &ScenarioResult) -> String {
-    let client = r.client.as_ref().map_or("not collected".to_string(), |c| format!("{} ({})", c.outcome, c.detail));
-    let hubble = r.hubble.as_ref().map_or("not collected".to_string(), |h| format!("{} ({})", h.verdict, h.detail));
+    let client = r.client.as_ref().map_or("not collected".to_string(), |c| {
+        format!("{} ({})", c.outcome, c.detail)
+    });
+    let hubble = r.hubble.as_ref().map_or("not collected".to_string(), |h| {
+        format!("{} ({})", h.verdict, h.detail)
+    });
     let mut s = format!(
         "{} [{}]: {}\n  intent: {}\n  client: {client}\n  hubble: {hubble}\n  model:  {} — {}",
         r.id,
@@ -38,7 +46,10 @@ fn describe(r: &ScenarioResult) -> String {
     );
     if let Some(h) = &r.hubble {
         for f in &h.flows {
-            s.push_str(&format!("\n  flow: {}", f["flow"].as_str().unwrap_or_default()));
+            s.push_str(&format!(
+                "\n  flow: {}",
+                f["flow"].as_str().unwrap_or_default()
+            ));
         }
     }
     s
@@ -50,7 +61,11 @@ fn run_scenario(id: &str, posture: &str, expect_model: bool) -> Result<(), Faile
     let state = testbed::State::load(&state_path).map_err(|e| {
         format!("no test bed ({e}); run `harness up` and `harness apply --posture {posture}` (the kind profile's setup script does)")
     })?;
-    let version = state.cilium_version.as_deref().and_then(|v| v.parse().ok()).unwrap_or(harness::model::DEFAULT_VERSION);
+    let version = state
+        .cilium_version
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(harness::model::DEFAULT_VERSION);
     let loaded = check::load(&Inputs {
         policies: vec![root.join("policies").join(posture)],
         posture: posture.into(),
@@ -60,11 +75,27 @@ fn run_scenario(id: &str, posture: &str, expect_model: bool) -> Result<(), Faile
         version,
     })
     .map_err(|e| e.to_string())?;
-    let scenario = loaded.scenarios.iter().find(|s| s.id == id).ok_or_else(|| format!("no scenario {id}"))?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let scenario = loaded
+        .scenarios
+        .iter()
+        .find(|s| s.id == id)
+        .ok_or_else(|| format!("no scenario {id}"))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
     let result = rt.block_on(async {
-        let bed = harness::live::LiveBed::connect(&root, &state, &loaded.stack, None, &testbed::NoProgress).await?;
-        Ok::<_, String>(runner::run_one(&bed, &loaded.model, scenario, &RunOptions::default()).await)
+        let bed = harness::live::LiveBed::connect(
+            &root,
+            &state,
+            &loaded.stack,
+            None,
+            &testbed::NoProgress,
+        )
+        .await?;
+        Ok::<_, String>(
+            runner::run_one(&bed, &loaded.model, scenario, &RunOptions::default()).await,
+        )
     })?;
     let ok = match result.status {
         Status::Pass | Status::NotApplicable => !expect_model || !result.model_divergence,
@@ -96,19 +127,22 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let scenarios = match harness::scenario::load_scenarios(&root.join("fixtures/scenarios"), &stack) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("cannot load the scenarios: {e}");
-            std::process::exit(2);
-        }
-    };
+    let scenarios =
+        match harness::scenario::load_scenarios(&root.join("fixtures/scenarios"), &stack) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("cannot load the scenarios: {e}");
+                std::process::exit(2);
+            }
+        };
     let trials = scenarios
         .into_iter()
         .map(|s| {
             let posture = posture.clone();
             let id = s.id.clone();
-            Trial::test(format!("{}::{}", s.phase, s.id), move || run_scenario(&id, &posture, expect_model))
+            Trial::test(format!("{}::{}", s.phase, s.id), move || {
+                run_scenario(&id, &posture, expect_model)
+            })
         })
         .collect();
     libtest_mimic::run(&args, trials).exit();

@@ -25,13 +25,26 @@ fn check(posture: &str, version: &str) -> Results {
 }
 
 fn scenario<'a>(r: &'a Results, id: &str) -> &'a ScenarioResult {
-    r.scenarios.iter().find(|s| s.id == id).unwrap_or_else(|| panic!("no scenario {id}"))
+    r.scenarios
+        .iter()
+        .find(|s| s.id == id)
+        .unwrap_or_else(|| panic!("no scenario {id}"))
 }
 
 fn gap_text(r: &Results, id: &str) -> String {
     let s = scenario(r, id);
-    assert_eq!(s.status, Status::Gap, "{id} should be a gap: {}", s.model.explanation);
-    format!("{} {} {}", s.reason, s.model.explanation, s.model.notes.join(" "))
+    assert_eq!(
+        s.status,
+        Status::Gap,
+        "{id} should be a gap: {}",
+        s.model.explanation
+    );
+    format!(
+        "{} {} {}",
+        s.reason,
+        s.model.explanation,
+        s.model.notes.join(" ")
+    )
 }
 
 #[test]
@@ -44,15 +57,25 @@ fn hardened_posture_meets_every_intent_on_1_19() {
         .map(|s| format!("{}: {} / {}", s.id, s.reason, s.model.explanation))
         .collect();
     assert!(gaps.is_empty(), "hardened gaps:\n{}", gaps.join("\n"));
-    assert!(r.scenarios.len() >= 40, "only {} scenarios", r.scenarios.len());
+    assert!(
+        r.scenarios.len() >= 40,
+        "only {} scenarios",
+        r.scenarios.len()
+    );
 }
 
 #[test]
 fn seed_names_the_namespace_scoped_frontend_selector() {
     let r = check("seed", "1.19");
     let blocked = gap_text(&r, "api-get-orders");
-    assert!(blocked.contains("limited to namespace backend"), "{blocked}");
-    assert!(blocked.contains("k8s:io.kubernetes.pod.namespace: frontend"), "{blocked}");
+    assert!(
+        blocked.contains("limited to namespace backend"),
+        "{blocked}"
+    );
+    assert!(
+        blocked.contains("k8s:io.kubernetes.pod.namespace: frontend"),
+        "{blocked}"
+    );
     let impostor = gap_text(&r, "api-from-impostor");
     assert!(impostor.contains("backend/impostor"), "{impostor}");
     assert!(impostor.contains("in namespace backend"), "{impostor}");
@@ -61,9 +84,16 @@ fn seed_names_the_namespace_scoped_frontend_selector() {
 #[test]
 fn seed_names_the_union_that_admits_every_source_on_443() {
     let r = check("seed", "1.19");
-    for id in ["edge-outsider-https", "edge-attacker-https", "edge-rogue-https"] {
+    for id in [
+        "edge-outsider-https",
+        "edge-attacker-https",
+        "edge-rogue-https",
+    ] {
         let t = gap_text(&r, id);
-        assert!(t.contains("frontend-https-only") && t.contains("any peer"), "{id}: {t}");
+        assert!(
+            t.contains("frontend-https-only") && t.contains("any peer"),
+            "{id}: {t}"
+        );
         assert!(t.contains("union"), "{id}: {t}");
     }
 }
@@ -79,21 +109,40 @@ fn seed_names_the_l4_rule_that_switches_off_http_filtering() {
 #[test]
 fn seed_names_the_literal_authorization_header() {
     let r = check("seed", "1.19");
-    let p = r.policies.iter().find(|p| p.name == "backend/api-authorization-header").expect("policy");
-    assert!(p.warnings.iter().any(|w| w.contains("literal value `.*`")), "{:?}", p.warnings);
+    let p = r
+        .policies
+        .iter()
+        .find(|p| p.name == "backend/api-authorization-header")
+        .expect("policy");
+    assert!(
+        p.warnings.iter().any(|w| w.contains("literal value `.*`")),
+        "{:?}",
+        p.warnings
+    );
 }
 
 #[test]
 fn seed_names_the_empty_egress_list_that_denies_nothing() {
     let r = check("seed", "1.19");
-    let p = r.policies.iter().find(|p| p.name == "database/postgres-egress-deny").expect("policy");
-    assert!(matches!(p.status, PolicyStatus::Rejected { .. }), "{:?}", p.status);
+    let p = r
+        .policies
+        .iter()
+        .find(|p| p.name == "database/postgres-egress-deny")
+        .expect("policy");
+    assert!(
+        matches!(p.status, PolicyStatus::Rejected { .. }),
+        "{:?}",
+        p.status
+    );
     for id in ["db-egress-dns", "db-egress-to-lb"] {
         let t = gap_text(&r, id);
         assert!(t.contains("postgres-egress-deny"), "{id}: {t}");
     }
     let wrong_reason = gap_text(&r, "db-egress-to-api");
-    assert!(wrong_reason.contains("right verdict, wrong reason"), "{wrong_reason}");
+    assert!(
+        wrong_reason.contains("right verdict, wrong reason"),
+        "{wrong_reason}"
+    );
 }
 
 #[test]
@@ -102,7 +151,11 @@ fn seed_names_the_namespace_scoped_kafka_selectors() {
     let api = gap_text(&r, "kafka-api-produce-orders");
     assert!(api.contains("limited to namespace kafka"), "{api}");
     let reporting = gap_text(&r, "kafka-reporting-consume");
-    assert!(reporting.contains("kafka-known-clients") && reporting.contains("limited to namespace kafka"), "{reporting}");
+    assert!(
+        reporting.contains("kafka-known-clients")
+            && reporting.contains("limited to namespace kafka"),
+        "{reporting}"
+    );
 }
 
 #[test]
@@ -116,9 +169,15 @@ fn seed_has_gaps_and_keeps_what_it_gets_right() {
 #[test]
 fn hardened_on_1_20_says_kafka_rules_are_gone() {
     let r = check("hardened", "1.20");
-    let p = r.policies.iter().find(|p| p.name == "kafka/kafka-ingress").expect("policy");
+    let p = r
+        .policies
+        .iter()
+        .find(|p| p.name == "kafka/kafka-ingress")
+        .expect("policy");
     match &p.status {
-        PolicyStatus::Rejected { reason } => assert!(reason.contains("removed in Cilium 1.20"), "{reason}"),
+        PolicyStatus::Rejected { reason } => {
+            assert!(reason.contains("removed in Cilium 1.20"), "{reason}")
+        }
         s => panic!("kafka-ingress should be rejected on 1.20: {s:?}"),
     }
     let t = gap_text(&r, "kafka-api-produce-events");
@@ -144,7 +203,10 @@ fn harness(args: &[&str]) -> (i32, String, String) {
 fn check_exit_codes_say_met_gap_or_bad_input() {
     assert_eq!(harness(&["check", "--posture", "hardened"]).0, 0);
     assert_eq!(harness(&["check", "--posture", "seed"]).0, 1);
-    assert_eq!(harness(&["check", "--posture", "hardened", "--cilium-version", "1.20"]).0, 1);
+    assert_eq!(
+        harness(&["check", "--posture", "hardened", "--cilium-version", "1.20"]).0,
+        1
+    );
     let (code, _, err) = harness(&["check", "--posture", "nonexistent"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("known: "), "{err}");
@@ -173,7 +235,11 @@ fn json_output_is_the_results_document() {
     let r: Results = serde_json::from_str(&out).expect("results JSON");
     assert_eq!(r.version, harness::results::RESULTS_VERSION);
     assert_eq!(r.summary.gaps, 0);
-    assert!(r.scenarios.iter().all(|s| s.client.is_none() && s.hubble.is_none()));
+    assert!(
+        r.scenarios
+            .iter()
+            .all(|s| s.client.is_none() && s.hubble.is_none())
+    );
 }
 
 #[test]
@@ -185,16 +251,35 @@ fn eval_decides_ad_hoc_flows_from_a_query_file() {
         "workloads:\n- {namespace: tmp, name: debug, labels: {role: frontend}}\nqueries:\n- id: ip-to-frontend\n  from: 10.0.0.77\n  to: frontend/frontend\n  port: 443\n- id: debug-delete\n  from: tmp/debug\n  to: backend/api\n  port: 8080\n  request: {http: {method: DELETE, path: /api/v1/orders/1, headers: {Authorization: Bearer x}}}\n",
     )
     .expect("write");
-    let (code, out, err) = harness(&["eval", "--policies", "policies/hardened", "--queries", q.to_str().expect("utf8")]);
+    let (code, out, err) = harness(&[
+        "eval",
+        "--policies",
+        "policies/hardened",
+        "--queries",
+        q.to_str().expect("utf8"),
+    ]);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(v["results"][0]["verdict"]["decision"], "allow");
     assert_eq!(v["results"][1]["verdict"]["decision"], "deny");
     assert_eq!(v["results"][1]["verdict"]["layer"], "l4");
-    std::fs::write(&q, "queries:\n- id: x\n  from: nowhere/nothing\n  to: backend/api\n  port: 1\n").expect("write");
-    let (code, _, err) = harness(&["eval", "--policies", "policies/hardened", "--queries", q.to_str().expect("utf8")]);
+    std::fs::write(
+        &q,
+        "queries:\n- id: x\n  from: nowhere/nothing\n  to: backend/api\n  port: 1\n",
+    )
+    .expect("write");
+    let (code, _, err) = harness(&[
+        "eval",
+        "--policies",
+        "policies/hardened",
+        "--queries",
+        q.to_str().expect("utf8"),
+    ]);
     assert_eq!(code, 2);
-    assert!(err.contains("q.yaml:2") && err.contains("nowhere/nothing"), "{err}");
+    assert!(
+        err.contains("q.yaml:2") && err.contains("nowhere/nothing"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -210,9 +295,16 @@ fn malformed_scenario_file_exits_2() {
         version: CiliumVersion::new(1, 19),
     };
     std::fs::write(dir.path().join("s.yaml"), "phase: p\nscenarios:\n- id: a\n  description: d\n  from: nobody/here\n  to: backend/api\n  port: 1\n  request: {tcp: {}}\n  intent: allow\n").expect("write");
-    let err = check::run(&inputs).err().expect("error").to_string();
-    assert!(err.contains("s.yaml:3") && err.contains("nobody/here"), "{err}");
-    std::fs::write(dir.path().join("s.yaml"), "phase: p\nscenarios:\n- id: a\n  description: d\n  intent: maybe\n").expect("write");
-    let err = check::run(&inputs).err().expect("error").to_string();
+    let err = check::run(&inputs).expect_err("error").to_string();
+    assert!(
+        err.contains("s.yaml:3") && err.contains("nobody/here"),
+        "{err}"
+    );
+    std::fs::write(
+        dir.path().join("s.yaml"),
+        "phase: p\nscenarios:\n- id: a\n  description: d\n  intent: maybe\n",
+    )
+    .expect("write");
+    let err = check::run(&inputs).expect_err("error").to_string();
     assert!(err.contains("s.yaml:5"), "{err}");
 }

@@ -80,16 +80,26 @@ impl FakeBed {
     fn new(loaded: &check::Loaded, with_hubble: bool) -> Arc<FakeBed> {
         let (tx, mut rx) = mpsc::unbounded_channel::<Result<hubble::Event, hubble::StreamError>>();
         let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
-        let watch = with_hubble.then(|| hubble::FlowWatch::new(stream, hubble::WatchOptions::default()));
+        let watch =
+            with_hubble.then(|| hubble::FlowWatch::new(stream, hubble::WatchOptions::default()));
         let mut places = HashMap::new();
         for (i, w) in loaded.stack.workloads.iter().enumerate() {
             places.insert(
                 w.id(),
-                Place { ip: pod_ip(i), hubble: hubble::Peer::pod(&w.namespace, format!("{}-7d9f8c-abcde", w.name)) },
+                Place {
+                    ip: pod_ip(i),
+                    hubble: hubble::Peer::pod(&w.namespace, format!("{}-7d9f8c-abcde", w.name)),
+                },
             );
         }
         for h in &loaded.stack.outside {
-            places.insert(h.name.clone(), Place { ip: h.ip, hubble: hubble::Peer::ip(h.ip) });
+            places.insert(
+                h.name.clone(),
+                Place {
+                    ip: h.ip,
+                    hubble: hubble::Peer::ip(h.ip),
+                },
+            );
         }
         Arc::new(FakeBed {
             places,
@@ -130,18 +140,34 @@ impl FakeBed {
         let (sip, dip) = (src.ip, dst.ip);
         let lines: Vec<String> = match kind {
             Kind::IngressDrop => vec![
-                format!(r#"{{"flow":{{"time":"{time}","verdict":"DROPPED","drop_reason":133,"IP":{{"source":"{sip}","destination":"{dip}","ipVersion":"IPv4"}},"l4":{{"TCP":{{"source_port":40000,"destination_port":{port},"flags":{{"SYN":true}}}}}},"source":{s},"destination":{d},"Type":"L3_L4","node_name":"kind-harness/harness-worker","event_type":{{"type":5}},"traffic_direction":"INGRESS","drop_reason_desc":"POLICY_DENIED","is_reply":false}},"node_name":"kind-harness/harness-worker","time":"{time}"}}"#),
-                format!(r#"{{"flow":{{"time":"{time}","verdict":"DROPPED","drop_reason":133,"IP":{{"source":"{sip}","destination":"{dip}","ipVersion":"IPv4"}},"l4":{{"TCP":{{"source_port":40000,"destination_port":{port},"flags":{{"SYN":true}}}}}},"source":{s},"destination":{d},"Type":"L3_L4","node_name":"kind-harness/harness-worker","event_type":{{"type":1,"sub_type":133}},"traffic_direction":"INGRESS","drop_reason_desc":"POLICY_DENIED","is_reply":false}},"node_name":"kind-harness/harness-worker","time":"{time}"}}"#),
+                format!(
+                    r#"{{"flow":{{"time":"{time}","verdict":"DROPPED","drop_reason":133,"IP":{{"source":"{sip}","destination":"{dip}","ipVersion":"IPv4"}},"l4":{{"TCP":{{"source_port":40000,"destination_port":{port},"flags":{{"SYN":true}}}}}},"source":{s},"destination":{d},"Type":"L3_L4","node_name":"kind-harness/harness-worker","event_type":{{"type":5}},"traffic_direction":"INGRESS","drop_reason_desc":"POLICY_DENIED","is_reply":false}},"node_name":"kind-harness/harness-worker","time":"{time}"}}"#
+                ),
+                format!(
+                    r#"{{"flow":{{"time":"{time}","verdict":"DROPPED","drop_reason":133,"IP":{{"source":"{sip}","destination":"{dip}","ipVersion":"IPv4"}},"l4":{{"TCP":{{"source_port":40000,"destination_port":{port},"flags":{{"SYN":true}}}}}},"source":{s},"destination":{d},"Type":"L3_L4","node_name":"kind-harness/harness-worker","event_type":{{"type":1,"sub_type":133}},"traffic_direction":"INGRESS","drop_reason_desc":"POLICY_DENIED","is_reply":false}},"node_name":"kind-harness/harness-worker","time":"{time}"}}"#
+                ),
             ],
             Kind::Forwarded => vec![
-                format!(r#"{{"flow":{{"time":"{time}","verdict":"FORWARDED","IP":{{"source":"{sip}","destination":"{dip}","ipVersion":"IPv4"}},"l4":{{"TCP":{{"source_port":40000,"destination_port":{port},"flags":{{"SYN":true}}}}}},"source":{s},"destination":{d},"Type":"L3_L4","node_name":"kind-harness/harness-worker","event_type":{{"type":5}},"traffic_direction":"INGRESS","is_reply":false}},"node_name":"kind-harness/harness-worker","time":"{time}"}}"#),
-                format!(r#"{{"flow":{{"time":"{time}","verdict":"FORWARDED","IP":{{"source":"{dip}","destination":"{sip}","ipVersion":"IPv4"}},"l4":{{"TCP":{{"source_port":{port},"destination_port":40000,"flags":{{"SYN":true,"ACK":true}}}}}},"source":{d},"destination":{s},"Type":"L3_L4","node_name":"kind-harness/harness-worker","event_type":{{"type":4}},"traffic_direction":"INGRESS","is_reply":true}},"node_name":"kind-harness/harness-worker","time":"{time}"}}"#),
+                format!(
+                    r#"{{"flow":{{"time":"{time}","verdict":"FORWARDED","IP":{{"source":"{sip}","destination":"{dip}","ipVersion":"IPv4"}},"l4":{{"TCP":{{"source_port":40000,"destination_port":{port},"flags":{{"SYN":true}}}}}},"source":{s},"destination":{d},"Type":"L3_L4","node_name":"kind-harness/harness-worker","event_type":{{"type":5}},"traffic_direction":"INGRESS","is_reply":false}},"node_name":"kind-harness/harness-worker","time":"{time}"}}"#
+                ),
+                format!(
+                    r#"{{"flow":{{"time":"{time}","verdict":"FORWARDED","IP":{{"source":"{dip}","destination":"{sip}","ipVersion":"IPv4"}},"l4":{{"TCP":{{"source_port":{port},"destination_port":40000,"flags":{{"SYN":true,"ACK":true}}}}}},"source":{d},"destination":{s},"Type":"L3_L4","node_name":"kind-harness/harness-worker","event_type":{{"type":4}},"traffic_direction":"INGRESS","is_reply":true}},"node_name":"kind-harness/harness-worker","time":"{time}"}}"#
+                ),
             ],
             Kind::Http { denied } => {
-                let (verdict, code) = if denied { ("DROPPED", 403) } else { ("FORWARDED", 200) };
+                let (verdict, code) = if denied {
+                    ("DROPPED", 403)
+                } else {
+                    ("FORWARDED", 200)
+                };
                 vec![
-                    format!(r#"{{"flow":{{"time":"{time}","verdict":"{verdict}","IP":{{"source":"{sip}","destination":"{dip}","ipVersion":"IPv4"}},"l4":{{"TCP":{{"source_port":40001,"destination_port":{port}}}}},"source":{s},"destination":{d},"Type":"L7","node_name":"kind-harness/harness-worker","l7":{{"type":"REQUEST","http":{{"method":"{method}","url":"http://{dip}:{port}{path}","protocol":"HTTP/1.1"}}}},"event_type":{{"type":129}},"traffic_direction":"INGRESS","is_reply":false}},"node_name":"kind-harness/harness-worker","time":"{time}"}}"#),
-                    format!(r#"{{"flow":{{"time":"{time}","verdict":"FORWARDED","IP":{{"source":"{dip}","destination":"{sip}","ipVersion":"IPv4"}},"l4":{{"TCP":{{"source_port":{port},"destination_port":40001}}}},"source":{d},"destination":{s},"Type":"L7","node_name":"kind-harness/harness-worker","l7":{{"type":"RESPONSE","http":{{"code":{code},"method":"{method}","url":"http://{dip}:{port}{path}","protocol":"HTTP/1.1"}}}},"event_type":{{"type":129}},"traffic_direction":"INGRESS","is_reply":true}},"node_name":"kind-harness/harness-worker","time":"{time}"}}"#),
+                    format!(
+                        r#"{{"flow":{{"time":"{time}","verdict":"{verdict}","IP":{{"source":"{sip}","destination":"{dip}","ipVersion":"IPv4"}},"l4":{{"TCP":{{"source_port":40001,"destination_port":{port}}}}},"source":{s},"destination":{d},"Type":"L7","node_name":"kind-harness/harness-worker","l7":{{"type":"REQUEST","http":{{"method":"{method}","url":"http://{dip}:{port}{path}","protocol":"HTTP/1.1"}}}},"event_type":{{"type":129}},"traffic_direction":"INGRESS","is_reply":false}},"node_name":"kind-harness/harness-worker","time":"{time}"}}"#
+                    ),
+                    format!(
+                        r#"{{"flow":{{"time":"{time}","verdict":"FORWARDED","IP":{{"source":"{dip}","destination":"{sip}","ipVersion":"IPv4"}},"l4":{{"TCP":{{"source_port":{port},"destination_port":40001}}}},"source":{d},"destination":{s},"Type":"L7","node_name":"kind-harness/harness-worker","l7":{{"type":"RESPONSE","http":{{"code":{code},"method":"{method}","url":"http://{dip}:{port}{path}","protocol":"HTTP/1.1"}}}},"event_type":{{"type":129}},"traffic_direction":"INGRESS","is_reply":true}},"node_name":"kind-harness/harness-worker","time":"{time}"}}"#
+                    ),
                 ]
             }
             Kind::Lost => vec![format!(
@@ -173,7 +199,12 @@ fn rfc3339(epoch: &str) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
 }
 
 fn answer(outcome: Outcome, kind: ProbeKind, target: &str, detail: &str) -> String {
@@ -183,7 +214,11 @@ fn answer(outcome: Outcome, kind: ProbeKind, target: &str, detail: &str) -> Stri
         target: target.into(),
         outcome,
         detail: detail.into(),
-        timings: Timings { connect_ms: None, first_byte_ms: None, total_ms: 1.0 },
+        timings: Timings {
+            connect_ms: None,
+            first_byte_ms: None,
+            total_ms: 1.0,
+        },
         local_addr: None,
         peer_addr: None,
         http: None,
@@ -195,18 +230,26 @@ fn answer(outcome: Outcome, kind: ProbeKind, target: &str, detail: &str) -> Stri
 }
 
 fn arg<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
-    args.iter().find_map(|a| a.strip_prefix(&format!("{name}=")))
+    args.iter()
+        .find_map(|a| a.strip_prefix(&format!("{name}=")))
 }
 
 impl TestBed for FakeBed {
     fn locate(&self, peer: &str) -> Result<Place, BedError> {
         if peer == "outsider" {
-            return Err(BedError::NotApplicable("no outside hosts on this test bed".into()));
+            return Err(BedError::NotApplicable(
+                "no outside hosts on this test bed".into(),
+            ));
         }
         if peer == "analytics/reporting" {
-            return Err(BedError::Failed("no Ready pod labelled harness/workload=reporting in namespace analytics".into()));
+            return Err(BedError::Failed(
+                "no Ready pod labelled harness/workload=reporting in namespace analytics".into(),
+            ));
         }
-        self.places.get(peer).cloned().ok_or_else(|| BedError::Failed(format!("unknown peer {peer}")))
+        self.places
+            .get(peer)
+            .cloned()
+            .ok_or_else(|| BedError::Failed(format!("unknown peer {peer}")))
     }
 
     fn exec<'a>(
@@ -217,7 +260,10 @@ impl TestBed for FakeBed {
         cancel: CancellationToken,
     ) -> BoxFuture<'a, Result<String, BedError>> {
         Box::pin(async move {
-            assert!(args.iter().any(|a| a == "--cancel-on-stdin"), "the runner must ask for early stops");
+            assert!(
+                args.iter().any(|a| a == "--cancel-on-stdin"),
+                "the runner must ask for early stops"
+            );
             let target = arg(&args, "--target").expect("--target").to_string();
             let (ip, port) = target.rsplit_once(':').expect("host:port");
             let port: u16 = port.parse().expect("port");
@@ -240,7 +286,11 @@ impl TestBed for FakeBed {
             }
             let src = self.places.get(source).cloned().expect("source place");
             let (dst_name, dst) = self.place_of_ip(ip);
-            let script = self.scripts.get(&(source.to_string(), dst_name)).cloned().unwrap_or_else(|| self.default_script.clone());
+            let script = self
+                .scripts
+                .get(&(source.to_string(), dst_name))
+                .cloned()
+                .unwrap_or_else(|| self.default_script.clone());
             tokio::time::sleep(Duration::from_millis(20)).await;
             let out = match script {
                 Script::Answer(outcome, flows) => {
@@ -263,7 +313,9 @@ impl TestBed for FakeBed {
                 }
                 Script::Hang => {
                     tokio::time::sleep_until(deadline).await;
-                    Err(BedError::Failed(format!("{source}: the command did not finish before its deadline")))
+                    Err(BedError::Failed(format!(
+                        "{source}: the command did not finish before its deadline"
+                    )))
                 }
             };
             if let Some(n) = self.in_flight.lock().expect("lock").get_mut(&key) {
@@ -274,7 +326,9 @@ impl TestBed for FakeBed {
     }
 
     fn flows(&self) -> Result<&hubble::FlowWatch, String> {
-        self.watch.as_ref().ok_or_else(|| "Hubble Relay unreachable at 127.0.0.1:4245".to_string())
+        self.watch
+            .as_ref()
+            .ok_or_else(|| "Hubble Relay unreachable at 127.0.0.1:4245".to_string())
     }
 
     fn hubble_metrics(&self) -> BoxFuture<'_, Result<Vec<NodeMetrics>, BedError>> {
@@ -284,14 +338,22 @@ impl TestBed for FakeBed {
 }
 
 fn only(loaded: &check::Loaded, ids: &[&str]) -> Vec<Scenario> {
-    let v: Vec<Scenario> = loaded.scenarios.iter().filter(|s| ids.contains(&s.id.as_str())).cloned().collect();
+    let v: Vec<Scenario> = loaded
+        .scenarios
+        .iter()
+        .filter(|s| ids.contains(&s.id.as_str()))
+        .cloned()
+        .collect();
     assert_eq!(v.len(), ids.len(), "unknown scenario id among {ids:?}");
     v
 }
 
 fn fast() -> RunOptions {
     RunOptions {
-        timeouts: harness::runner::ProbeTimeouts { connect_ms: 2_000, total_ms: 3_000 },
+        timeouts: harness::runner::ProbeTimeouts {
+            connect_ms: 2_000,
+            total_ms: 3_000,
+        },
         concurrency: 4,
         early_stop: true,
         hubble_margin: Duration::from_millis(400),
@@ -300,10 +362,17 @@ fn fast() -> RunOptions {
 }
 
 fn set(bed: &mut Arc<FakeBed>, from: &str, to: &str, s: Script) {
-    Arc::get_mut(bed).expect("unique").scripts.insert((from.into(), to.into()), s);
+    Arc::get_mut(bed)
+        .expect("unique")
+        .scripts
+        .insert((from.into(), to.into()), s);
 }
 
-async fn run(bed: &Arc<FakeBed>, model: &Model, scenarios: &[Scenario]) -> Vec<harness::results::ScenarioResult> {
+async fn run(
+    bed: &Arc<FakeBed>,
+    model: &Model,
+    scenarios: &[Scenario],
+) -> Vec<harness::results::ScenarioResult> {
     runner::run(bed.as_ref(), model, scenarios, &fast()).await
 }
 
@@ -311,32 +380,81 @@ async fn run(bed: &Arc<FakeBed>, model: &Model, scenarios: &[Scenario]) -> Vec<h
 async fn consistent_evidence_passes_allow_l4_deny_and_l7_deny() {
     let l = loaded("hardened");
     let mut bed = FakeBed::new(&l, true);
-    set(&mut bed, "attacker/attacker", "backend/api", Script::DropUntilStopped(vec![Kind::IngressDrop]));
-    set(&mut bed, "frontend/frontend", "backend/api", Script::Answer(Outcome::ProxyDenied, vec![Kind::Http { denied: true }]));
-    set(&mut bed, "backend/api", "database/postgres", Script::Answer(Outcome::Completed, vec![Kind::Forwarded]));
-    let rs = run(&bed, &l.model, &only(&l, &["api-from-attacker", "api-delete-order", "db-api-select"])).await;
+    set(
+        &mut bed,
+        "attacker/attacker",
+        "backend/api",
+        Script::DropUntilStopped(vec![Kind::IngressDrop]),
+    );
+    set(
+        &mut bed,
+        "frontend/frontend",
+        "backend/api",
+        Script::Answer(Outcome::ProxyDenied, vec![Kind::Http { denied: true }]),
+    );
+    set(
+        &mut bed,
+        "backend/api",
+        "database/postgres",
+        Script::Answer(Outcome::Completed, vec![Kind::Forwarded]),
+    );
+    let rs = run(
+        &bed,
+        &l.model,
+        &only(
+            &l,
+            &["api-from-attacker", "api-delete-order", "db-api-select"],
+        ),
+    )
+    .await;
     for r in &rs {
         assert_eq!(r.status, Status::Pass, "{}: {}", r.id, r.reason);
         assert!(!r.model_divergence, "{}", r.id);
         assert!(r.client.is_some() && r.hubble.is_some(), "{}", r.id);
     }
-    let drop = rs.iter().find(|r| r.id == "api-from-attacker").expect("result");
-    assert!(drop.hubble.as_ref().expect("hubble").flows.iter().any(|f| f["flow"].as_str().unwrap_or("").contains("DROPPED")));
+    let drop = rs
+        .iter()
+        .find(|r| r.id == "api-from-attacker")
+        .expect("result");
+    assert!(
+        drop.hubble
+            .as_ref()
+            .expect("hubble")
+            .flows
+            .iter()
+            .any(|f| f["flow"].as_str().unwrap_or("").contains("DROPPED"))
+    );
 }
 
 #[tokio::test]
 async fn deny_probes_stop_as_soon_as_hubble_reports_the_drop() {
     let l = loaded("hardened");
     let mut bed = FakeBed::new(&l, true);
-    set(&mut bed, "attacker/attacker", "backend/api", Script::DropUntilStopped(vec![Kind::IngressDrop]));
+    set(
+        &mut bed,
+        "attacker/attacker",
+        "backend/api",
+        Script::DropUntilStopped(vec![Kind::IngressDrop]),
+    );
     let started = std::time::Instant::now();
     let rs = run(&bed, &l.model, &only(&l, &["api-from-attacker"])).await;
     let took = started.elapsed();
     assert_eq!(rs[0].status, Status::Pass, "{}", rs[0].reason);
-    assert_eq!(bed.stopped_early.load(Ordering::SeqCst), 1, "the probe was not stopped early");
+    assert_eq!(
+        bed.stopped_early.load(Ordering::SeqCst),
+        1,
+        "the probe was not stopped early"
+    );
     // The probe's connect deadline is 2 s: the early stop must come well before it.
     assert!(took < Duration::from_millis(1_000), "took {took:?}");
-    assert!(rs[0].client.as_ref().expect("client").detail.contains("stopped by the harness"));
+    assert!(
+        rs[0]
+            .client
+            .as_ref()
+            .expect("client")
+            .detail
+            .contains("stopped by the harness")
+    );
 }
 
 #[tokio::test]
@@ -344,10 +462,21 @@ async fn evidence_that_disagrees_fails_and_names_the_column() {
     let l = loaded("hardened");
     let mut bed = FakeBed::new(&l, true);
     // The client connected, but Hubble shows a policy drop.
-    set(&mut bed, "attacker/attacker", "backend/api", Script::Answer(Outcome::Completed, vec![Kind::IngressDrop]));
+    set(
+        &mut bed,
+        "attacker/attacker",
+        "backend/api",
+        Script::Answer(Outcome::Completed, vec![Kind::IngressDrop]),
+    );
     let rs = run(&bed, &l.model, &only(&l, &["api-from-attacker"])).await;
     assert_eq!(rs[0].status, Status::Fail, "{}", rs[0].reason);
-    assert!(rs[0].reason.contains("client: intent deny l4, observed allow"), "{}", rs[0].reason);
+    assert!(
+        rs[0]
+            .reason
+            .contains("client: intent deny l4, observed allow"),
+        "{}",
+        rs[0].reason
+    );
     assert!(rs[0].model_divergence);
 }
 
@@ -355,7 +484,12 @@ async fn evidence_that_disagrees_fails_and_names_the_column() {
 async fn hubble_silent_is_inconclusive_never_a_pass() {
     let l = loaded("hardened");
     let mut bed = FakeBed::new(&l, true);
-    set(&mut bed, "backend/api", "database/postgres", Script::Answer(Outcome::Completed, vec![]));
+    set(
+        &mut bed,
+        "backend/api",
+        "database/postgres",
+        Script::Answer(Outcome::Completed, vec![]),
+    );
     let rs = run(&bed, &l.model, &only(&l, &["db-api-select"])).await;
     assert_eq!(rs[0].status, Status::Inconclusive, "{}", rs[0].reason);
     assert!(rs[0].reason.contains("hubble"), "{}", rs[0].reason);
@@ -365,7 +499,12 @@ async fn hubble_silent_is_inconclusive_never_a_pass() {
 async fn unreachable_relay_makes_every_scenario_inconclusive() {
     let l = loaded("hardened");
     let bed = FakeBed::new(&l, false);
-    let rs = run(&bed, &l.model, &only(&l, &["db-api-select", "api-get-orders"])).await;
+    let rs = run(
+        &bed,
+        &l.model,
+        &only(&l, &["db-api-select", "api-get-orders"]),
+    )
+    .await;
     for r in &rs {
         assert_eq!(r.status, Status::Inconclusive, "{}: {}", r.id, r.reason);
         assert!(r.reason.contains("Relay unreachable"), "{}", r.reason);
@@ -376,7 +515,12 @@ async fn unreachable_relay_makes_every_scenario_inconclusive() {
 async fn lost_events_make_an_allow_inconclusive() {
     let l = loaded("hardened");
     let mut bed = FakeBed::new(&l, true);
-    set(&mut bed, "backend/api", "database/postgres", Script::Answer(Outcome::Completed, vec![Kind::Lost]));
+    set(
+        &mut bed,
+        "backend/api",
+        "database/postgres",
+        Script::Answer(Outcome::Completed, vec![Kind::Lost]),
+    );
     let rs = run(&bed, &l.model, &only(&l, &["db-api-select"])).await;
     assert_eq!(rs[0].status, Status::Inconclusive, "{}", rs[0].reason);
 }
@@ -388,9 +532,17 @@ async fn a_hung_probe_is_bounded_and_inconclusive() {
     set(&mut bed, "backend/api", "database/postgres", Script::Hang);
     let started = std::time::Instant::now();
     let rs = run(&bed, &l.model, &only(&l, &["db-api-select"])).await;
-    assert!(started.elapsed() < Duration::from_secs(6), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(rs[0].status, Status::Inconclusive, "{}", rs[0].reason);
-    assert!(rs[0].reason.contains("probe could not run"), "{}", rs[0].reason);
+    assert!(
+        rs[0].reason.contains("probe could not run"),
+        "{}",
+        rs[0].reason
+    );
 }
 
 #[tokio::test]
@@ -408,14 +560,23 @@ async fn scenarios_needing_a_missing_outside_host_are_not_applicable() {
     let bed = FakeBed::new(&l, true);
     let rs = run(&bed, &l.model, &only(&l, &["edge-outsider-https"])).await;
     assert_eq!(rs[0].status, Status::NotApplicable);
-    assert!(rs[0].reason.contains("no outside hosts"), "{}", rs[0].reason);
+    assert!(
+        rs[0].reason.contains("no outside hosts"),
+        "{}",
+        rs[0].reason
+    );
 }
 
 #[tokio::test]
 async fn a_policy_rejected_at_apply_still_gives_a_results_document() {
     let l = loaded("hardened");
     let env = runner::environment("1.19.8", "hardened");
-    let r = runner::setup_failed(env, &l.model, &l.scenarios, "kafka/kafka-ingress rejected: .spec.ingress[0].toPorts[0].rules.kafka: field not declared in schema");
+    let r = runner::setup_failed(
+        env,
+        &l.model,
+        &l.scenarios,
+        "kafka/kafka-ingress rejected: .spec.ingress[0].toPorts[0].rules.kafka: field not declared in schema",
+    );
     assert_eq!(r.summary.inconclusive, r.scenarios.len());
     assert!(r.scenarios.iter().all(|s| s.reason.contains("rejected")));
     assert_eq!(r.kind, harness::results::ResultsKind::Run);
@@ -426,21 +587,39 @@ async fn probes_hubble_could_confuse_never_overlap() {
     let l = loaded("hardened");
     let bed = FakeBed::new(&l, true);
     // Five scenarios from the frontend to the API on 8080 share a tuple; others run beside them.
-    let ids = ["api-get-orders", "api-post-orders", "api-put-order", "api-patch-order", "api-get-admin", "db-api-select", "edge-lb-https"];
+    let ids = [
+        "api-get-orders",
+        "api-post-orders",
+        "api-put-order",
+        "api-patch-order",
+        "api-get-admin",
+        "db-api-select",
+        "edge-lb-https",
+    ];
     let scenarios = only(&l, &ids);
     let rs = run(&bed, &l.model, &scenarios).await;
     assert_eq!(rs.len(), ids.len());
     assert_eq!(bed.max_in_flight_per_key.load(Ordering::SeqCst), 1);
     let order: Vec<&str> = scenarios.iter().map(|s| s.id.as_str()).collect();
-    assert_eq!(rs.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), order, "results keep scenario order");
+    assert_eq!(
+        rs.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        order,
+        "results keep scenario order"
+    );
 }
 
 #[tokio::test]
 async fn hubble_metrics_scenario_checks_every_agent() {
     let l = loaded("hardened");
     let mut bed = FakeBed::new(&l, true);
-    let node = |n: &str, m: &[&str]| NodeMetrics { node: n.into(), metrics: m.iter().map(|s| s.to_string()).collect() };
-    Arc::get_mut(&mut bed).expect("unique").metrics = Ok(vec![node("w1", &["drop", "tcp", "dns"]), node("w2", &["drop", "tcp"])]);
+    let node = |n: &str, m: &[&str]| NodeMetrics {
+        node: n.into(),
+        metrics: m.iter().map(|s| s.to_string()).collect(),
+    };
+    Arc::get_mut(&mut bed).expect("unique").metrics = Ok(vec![
+        node("w1", &["drop", "tcp", "dns"]),
+        node("w2", &["drop", "tcp"]),
+    ]);
     let rs = run(&bed, &l.model, &only(&l, &["obs-hubble-metrics"])).await;
     assert_eq!(rs[0].status, Status::Fail);
     assert!(rs[0].reason.contains("w2 lacks dns"), "{}", rs[0].reason);
@@ -455,7 +634,12 @@ async fn seed_posture_observations_that_match_the_model_are_reported_as_failures
     // failure of the intent but no model divergence.
     let l = loaded("seed");
     let mut bed = FakeBed::new(&l, true);
-    set(&mut bed, "attacker/attacker", "frontend/frontend", Script::Answer(Outcome::Completed, vec![Kind::Forwarded]));
+    set(
+        &mut bed,
+        "attacker/attacker",
+        "frontend/frontend",
+        Script::Answer(Outcome::Completed, vec![Kind::Forwarded]),
+    );
     let rs = run(&bed, &l.model, &only(&l, &["edge-attacker-https"])).await;
     assert_eq!(rs[0].status, Status::Fail, "{}", rs[0].reason);
     assert!(!rs[0].model_divergence, "{}", rs[0].reason);

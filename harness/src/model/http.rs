@@ -54,7 +54,10 @@ pub fn parse_header_entry(entry: &str) -> HeaderCheck {
 /// Characters that make a header value look like a regular expression although Cilium compares it
 /// literally.
 pub fn looks_like_regex(value: &str) -> bool {
-    value.contains(".*") || value.contains(".+") || value.starts_with('^') || value.ends_with('$')
+    value.contains(".*")
+        || value.contains(".+")
+        || value.starts_with('^')
+        || value.ends_with('$')
         || value.contains("\\")
 }
 
@@ -87,7 +90,10 @@ pub fn rule_matches(rule: &HttpRule, req: &HttpRequest) -> bool {
     }
     for hm in rule.header_matches.iter().flatten() {
         if hm.mismatch.is_some_and(|m| {
-            matches!(m, Mismatch::Log | Mismatch::Add | Mismatch::Delete | Mismatch::Replace)
+            matches!(
+                m,
+                Mismatch::Log | Mismatch::Add | Mismatch::Delete | Mismatch::Replace
+            )
         }) {
             // LOG/ADD/DELETE/REPLACE never deny; they only log or rewrite.
             continue;
@@ -116,7 +122,10 @@ mod tests {
             method: method.into(),
             path: path.into(),
             host: None,
-            headers: headers.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+            headers: headers
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
         }
     }
 
@@ -124,7 +133,11 @@ mod tests {
         HttpRule {
             method: Some(PolicyRegex::new(method).unwrap()),
             path: Some(PolicyRegex::new(path).unwrap()),
-            headers: if headers.is_empty() { None } else { Some(headers.iter().map(|s| s.to_string()).collect()) },
+            headers: if headers.is_empty() {
+                None
+            } else {
+                Some(headers.iter().map(|s| s.to_string()).collect())
+            },
             ..HttpRule::default()
         }
     }
@@ -150,15 +163,24 @@ mod tests {
     #[test]
     fn header_value_is_an_exact_literal_not_a_regex() {
         let r = rule("GET", "/.*", &["Authorization: .*"]);
-        assert!(!rule_matches(&r, &req("GET", "/x", &[("Authorization", "Bearer abc")])));
-        assert!(rule_matches(&r, &req("GET", "/x", &[("Authorization", ".*")])));
+        assert!(!rule_matches(
+            &r,
+            &req("GET", "/x", &[("Authorization", "Bearer abc")])
+        ));
+        assert!(rule_matches(
+            &r,
+            &req("GET", "/x", &[("Authorization", ".*")])
+        ));
     }
 
     // §5: a header entry without a space is a presence check; names are case-insensitive.
     #[test]
     fn header_without_value_is_presence_only() {
         let r = rule("GET", "/.*", &["Authorization"]);
-        assert!(rule_matches(&r, &req("GET", "/x", &[("authorization", "Bearer abc")])));
+        assert!(rule_matches(
+            &r,
+            &req("GET", "/x", &[("authorization", "Bearer abc")])
+        ));
         assert!(!rule_matches(&r, &req("GET", "/x", &[])));
         let odd = rule("GET", "/.*", &["X-Foo:bar"]);
         assert!(!rule_matches(&odd, &req("GET", "/x", &[("X-Foo", "bar")])));
@@ -168,17 +190,45 @@ mod tests {
     #[test]
     fn header_matches_exact_and_log_mismatch() {
         let mut r = rule("GET", "/.*", &[]);
-        r.header_matches = Some(vec![HeaderMatch { name: "X-Env".into(), value: Some("prod".into()), secret: None, mismatch: None }]);
+        r.header_matches = Some(vec![HeaderMatch {
+            name: "X-Env".into(),
+            value: Some("prod".into()),
+            secret: None,
+            mismatch: None,
+        }]);
         assert!(rule_matches(&r, &req("GET", "/", &[("x-env", "prod")])));
         assert!(!rule_matches(&r, &req("GET", "/", &[("x-env", "dev")])));
-        r.header_matches = Some(vec![HeaderMatch { name: "X-Env".into(), value: Some("prod".into()), secret: None, mismatch: Some(Mismatch::Log) }]);
+        r.header_matches = Some(vec![HeaderMatch {
+            name: "X-Env".into(),
+            value: Some("prod".into()),
+            secret: None,
+            mismatch: Some(Mismatch::Log),
+        }]);
         assert!(rule_matches(&r, &req("GET", "/", &[])));
     }
 
     #[test]
     fn header_entry_parsing_follows_cilium() {
-        assert_eq!(parse_header_entry("Authorization: .*"), HeaderCheck { name: "Authorization".into(), value: Some(".*".into()) });
-        assert_eq!(parse_header_entry("X-Foo"), HeaderCheck { name: "X-Foo".into(), value: None });
-        assert_eq!(parse_header_entry("a: b c"), HeaderCheck { name: "a".into(), value: Some("b c".into()) });
+        assert_eq!(
+            parse_header_entry("Authorization: .*"),
+            HeaderCheck {
+                name: "Authorization".into(),
+                value: Some(".*".into())
+            }
+        );
+        assert_eq!(
+            parse_header_entry("X-Foo"),
+            HeaderCheck {
+                name: "X-Foo".into(),
+                value: None
+            }
+        );
+        assert_eq!(
+            parse_header_entry("a: b c"),
+            HeaderCheck {
+                name: "a".into(),
+                value: Some("b c".into())
+            }
+        );
     }
 }

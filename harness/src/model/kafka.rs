@@ -200,10 +200,17 @@ mod tests {
     // §7: topic and clientID are exact strings.
     #[test]
     fn topic_and_client_id_are_exact() {
-        let r = rule(Some(KafkaRole::Produce), Some("orders"), Some("payment-service"));
+        let r = rule(
+            Some(KafkaRole::Produce),
+            Some("orders"),
+            Some("payment-service"),
+        );
         assert!(allows(&[&r], &req(PRODUCE, &["orders"], "payment-service")));
         assert!(!allows(&[&r], &req(PRODUCE, &["orders"], "rogue-service")));
-        assert!(!allows(&[&r], &req(PRODUCE, &["orders2"], "payment-service")));
+        assert!(!allows(
+            &[&r],
+            &req(PRODUCE, &["orders2"], "payment-service")
+        ));
         assert!(!allows(&[&r], &req(PRODUCE, &["order"], "payment-service")));
     }
 
@@ -235,9 +242,24 @@ mod tests {
 
     #[test]
     fn api_version_is_an_exact_match() {
-        let r = KafkaRule { api_version: Some(1), ..rule(None, None, None) };
-        assert!(allows(&[&r], &KafkaRequest { api_version: Some(1), ..req(PRODUCE, &["t"], "x") }));
-        assert!(!allows(&[&r], &KafkaRequest { api_version: Some(2), ..req(PRODUCE, &["t"], "x") }));
+        let r = KafkaRule {
+            api_version: Some(1),
+            ..rule(None, None, None)
+        };
+        assert!(allows(
+            &[&r],
+            &KafkaRequest {
+                api_version: Some(1),
+                ..req(PRODUCE, &["t"], "x")
+            }
+        ));
+        assert!(!allows(
+            &[&r],
+            &KafkaRequest {
+                api_version: Some(2),
+                ..req(PRODUCE, &["t"], "x")
+            }
+        ));
     }
 
     #[test]

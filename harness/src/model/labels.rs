@@ -61,7 +61,11 @@ impl LabelSet {
     }
 
     /// Values of `key` among labels of `source` (any source when `None`).
-    fn values<'a>(&'a self, source: Option<&'a str>, key: &'a str) -> impl Iterator<Item = &'a str> {
+    fn values<'a>(
+        &'a self,
+        source: Option<&'a str>,
+        key: &'a str,
+    ) -> impl Iterator<Item = &'a str> {
         self.0
             .iter()
             .filter(move |l| l.key == key && source.is_none_or(|s| s == l.source))
@@ -113,8 +117,12 @@ impl Req {
     fn matches(&self, labels: &LabelSet) -> bool {
         let src = self.source.as_deref();
         match &self.op {
-            ReqOp::In(vals) => labels.values(src, &self.key).any(|v| vals.iter().any(|x| x == v)),
-            ReqOp::NotIn(vals) => labels.values(src, &self.key).all(|v| !vals.iter().any(|x| x == v)),
+            ReqOp::In(vals) => labels
+                .values(src, &self.key)
+                .any(|v| vals.iter().any(|x| x == v)),
+            ReqOp::NotIn(vals) => labels
+                .values(src, &self.key)
+                .all(|v| !vals.iter().any(|x| x == v)),
             ReqOp::Exists => labels.values(src, &self.key).next().is_some(),
             ReqOp::DoesNotExist => labels.values(src, &self.key).next().is_none(),
         }
@@ -164,7 +172,9 @@ impl CompiledSelector {
 
     /// Whether any requirement uses a `reserved:` key.
     pub fn has_reserved_key(&self) -> bool {
-        self.reqs.iter().any(|r| r.source.as_deref() == Some("reserved"))
+        self.reqs
+            .iter()
+            .any(|r| r.source.as_deref() == Some("reserved"))
     }
 
     fn is_namespace_req(r: &Req) -> bool {
@@ -179,7 +189,8 @@ impl CompiledSelector {
     /// Whether the selector uses namespace labels (`io.cilium.k8s.namespace.labels.*`).
     pub fn uses_namespace_labels(&self) -> bool {
         self.reqs.iter().any(|r| {
-            r.key.starts_with(NAMESPACE_LABELS_PREFIX) && matches!(r.source.as_deref(), None | Some("k8s"))
+            r.key.starts_with(NAMESPACE_LABELS_PREFIX)
+                && matches!(r.source.as_deref(), None | Some("k8s"))
         })
     }
 
@@ -271,13 +282,21 @@ mod tests {
 
     fn sel(labels: &[(&str, &str)]) -> Selector {
         Selector {
-            match_labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+            match_labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
             match_expressions: None,
         }
     }
 
     fn pod(ns: &str, labels: &[(&str, &str)]) -> LabelSet {
-        let l = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let l = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let nsl = BTreeMap::from([("kubernetes.io/metadata.name".to_string(), ns.to_string())]);
         LabelSet::for_pod(ns, &l, &nsl, "default", "default")
     }
@@ -308,15 +327,24 @@ mod tests {
         assert!(c.matches(&pod("frontend", &[("role", "frontend")])));
         let mut world = LabelSet::default();
         world.add("reserved", "world", "");
-        assert!(!CompiledSelector::peer(&Selector::default(), None).0.matches(&world));
+        assert!(
+            !CompiledSelector::peer(&Selector::default(), None)
+                .0
+                .matches(&world)
+        );
     }
 
     // §1: naming the namespace (with or without the k8s: source) selects across namespaces.
     #[test]
     fn explicit_namespace_key_selects_another_namespace() {
-        for key in ["k8s:io.kubernetes.pod.namespace", "io.kubernetes.pod.namespace"] {
-            let (c, added) =
-                CompiledSelector::peer(&sel(&[(key, "frontend"), ("role", "frontend")]), Some("backend"));
+        for key in [
+            "k8s:io.kubernetes.pod.namespace",
+            "io.kubernetes.pod.namespace",
+        ] {
+            let (c, added) = CompiledSelector::peer(
+                &sel(&[(key, "frontend"), ("role", "frontend")]),
+                Some("backend"),
+            );
             assert!(!added);
             assert!(c.matches(&pod("frontend", &[("role", "frontend")])));
             assert!(!c.matches(&pod("backend", &[("role", "frontend")])));
@@ -326,7 +354,10 @@ mod tests {
     // §1: namespace-label selectors (v1.16+) are not restricted to the policy namespace.
     #[test]
     fn namespace_label_selector_is_not_restricted() {
-        let s = sel(&[("k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name", "frontend")]);
+        let s = sel(&[(
+            "k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name",
+            "frontend",
+        )]);
         let (c, added) = CompiledSelector::peer(&s, Some("backend"));
         assert!(!added);
         assert!(c.matches(&pod("frontend", &[])));
@@ -358,9 +389,21 @@ mod tests {
         let s = Selector {
             match_labels: None,
             match_expressions: Some(vec![
-                Requirement { key: "a".into(), operator: Operator::In, values: Some(vec!["1".into(), "2".into()]) },
-                Requirement { key: "b".into(), operator: Operator::NotIn, values: Some(vec!["x".into()]) },
-                Requirement { key: "c".into(), operator: Operator::DoesNotExist, values: None },
+                Requirement {
+                    key: "a".into(),
+                    operator: Operator::In,
+                    values: Some(vec!["1".into(), "2".into()]),
+                },
+                Requirement {
+                    key: "b".into(),
+                    operator: Operator::NotIn,
+                    values: Some(vec!["x".into()]),
+                },
+                Requirement {
+                    key: "c".into(),
+                    operator: Operator::DoesNotExist,
+                    values: None,
+                },
             ]),
         };
         let c = CompiledSelector::from_selector(&s);

@@ -210,7 +210,9 @@ pub struct Verdict {
 pub enum PolicyStatus {
     InForce,
     /// Rejected: a strict apply fails, or the agent refuses it; it has no effect.
-    Rejected { reason: String },
+    Rejected {
+        reason: String,
+    },
 }
 
 /// A loaded policy and its status.
@@ -342,11 +344,21 @@ impl Model {
         for (name, kind, label) in [
             ("host", IdentityKind::Host, "host"),
             ("remote-node", IdentityKind::RemoteNode, "remote-node"),
-            ("kube-apiserver", IdentityKind::KubeApiserver, "kube-apiserver"),
+            (
+                "kube-apiserver",
+                IdentityKind::KubeApiserver,
+                "kube-apiserver",
+            ),
         ] {
             let mut l = LabelSet::default();
             l.add("reserved", label, "");
-            ids.push(Identity { name: name.into(), kind, labels: l, ip: None, ports: Vec::new() });
+            ids.push(Identity {
+                name: name.into(),
+                kind,
+                labels: l,
+                ip: None,
+                ports: Vec::new(),
+            });
         }
         ids
     }
@@ -385,7 +397,14 @@ impl Model {
                 }
             }
         }
-        Model { version, identities, policies: infos, rules, selected_by, host_policies }
+        Model {
+            version,
+            identities,
+            policies: infos,
+            rules,
+            selected_by,
+            host_policies,
+        }
     }
 
     /// Find an identity by name.
@@ -420,7 +439,10 @@ impl Model {
         // Egress at the source (only pods have policy), then ingress at the destination.
         if src.kind == IdentityKind::Pod {
             match self.decide_direction(flow.from, Direction::Egress, flow.to, flow) {
-                DirResult::Allowed { proxied: p, deciding } => {
+                DirResult::Allowed {
+                    proxied: p,
+                    deciding,
+                } => {
                     proxied |= p;
                     let _ = deciding;
                 }
@@ -432,7 +454,10 @@ impl Model {
         let host_exempt = src.kind == IdentityKind::Host;
         if dst.kind == IdentityKind::Pod && !host_exempt {
             match self.decide_direction(flow.to, Direction::Ingress, flow.from, flow) {
-                DirResult::Allowed { proxied: p, deciding } => {
+                DirResult::Allowed {
+                    proxied: p,
+                    deciding,
+                } => {
                     proxied |= p;
                     return FastDecision {
                         decision: Decision::Allow,
@@ -485,7 +510,9 @@ impl Model {
         for &r in &self.selected_by[endpoint] {
             for (ei, e) in self.rules[r].deny[d].iter().enumerate() {
                 if e.matches_peer(peer)
-                    && (e.groups.is_none() || e.port_group(flow.port, flow.protocol, owner_ports).is_some())
+                    && (e.groups.is_none()
+                        || e.port_group(flow.port, flow.protocol, owner_ports)
+                            .is_some())
                 {
                     denied_by.push((r, ei));
                 }
@@ -524,7 +551,10 @@ impl Model {
         if groups.is_empty() && l3_only.is_empty() {
             if !default_deny {
                 // §4: only default-allow rules select the endpoint: a wildcard allow is synthesised.
-                return DirResult::Allowed { proxied: false, deciding: Vec::new() };
+                return DirResult::Allowed {
+                    proxied: false,
+                    deciding: Vec::new(),
+                };
             }
             return DirResult::Denied(FastDecision {
                 decision: Decision::Deny,
@@ -544,15 +574,22 @@ impl Model {
         let l7_wildcard = !l3_only.is_empty()
             || groups.iter().any(|(_, _, g)| matches!(g.l7, L7::None))
             || (!default_deny && self.version.default_allow_l7_is_wildcarded());
-        let mut deciding: Vec<(usize, usize)> =
-            l3_only.iter().copied().chain(groups.iter().map(|(r, e, _)| (*r, *e))).collect();
+        let mut deciding: Vec<(usize, usize)> = l3_only
+            .iter()
+            .copied()
+            .chain(groups.iter().map(|(r, e, _)| (*r, *e)))
+            .collect();
         if !proxied || l7_wildcard {
             return DirResult::Allowed { proxied, deciding };
         }
         match self.evaluate_l7(&groups, flow) {
             None => DirResult::Allowed { proxied, deciding },
             Some((outcome, denied_kafka_key)) => {
-                deciding.retain(|(r, e)| groups.iter().any(|(gr, ge, g)| gr == r && ge == e && !matches!(g.l7, L7::None)));
+                deciding.retain(|(r, e)| {
+                    groups
+                        .iter()
+                        .any(|(gr, ge, g)| gr == r && ge == e && !matches!(g.l7, L7::None))
+                });
                 DirResult::Denied(FastDecision {
                     decision: Decision::Deny,
                     layer: Some(Layer::L7),
@@ -569,20 +606,42 @@ impl Model {
 
     /// Evaluate the flow's L7 request against the union of the L7 rules that apply. `None` when allowed,
     /// otherwise what the client sees.
-    fn evaluate_l7(&self, groups: &[(usize, usize, &PortGroup)], flow: &Flow) -> Option<(Outcome, Option<String>)> {
+    fn evaluate_l7(
+        &self,
+        groups: &[(usize, usize, &PortGroup)],
+        flow: &Flow,
+    ) -> Option<(Outcome, Option<String>)> {
         let http: Vec<&HttpRule> = groups
             .iter()
-            .filter_map(|(_, _, g)| if let L7::Http(r) = &g.l7 { Some(r.iter()) } else { None })
+            .filter_map(|(_, _, g)| {
+                if let L7::Http(r) = &g.l7 {
+                    Some(r.iter())
+                } else {
+                    None
+                }
+            })
             .flatten()
             .collect();
         let kafka: Vec<&KafkaRule> = groups
             .iter()
-            .filter_map(|(_, _, g)| if let L7::Kafka(r) = &g.l7 { Some(r.iter()) } else { None })
+            .filter_map(|(_, _, g)| {
+                if let L7::Kafka(r) = &g.l7 {
+                    Some(r.iter())
+                } else {
+                    None
+                }
+            })
             .flatten()
             .collect();
         let dns: Vec<&DnsRule> = groups
             .iter()
-            .filter_map(|(_, _, g)| if let L7::Dns(r) = &g.l7 { Some(r.iter()) } else { None })
+            .filter_map(|(_, _, g)| {
+                if let L7::Dns(r) = &g.l7 {
+                    Some(r.iter())
+                } else {
+                    None
+                }
+            })
             .flatten()
             .collect();
         match &flow.l7 {
@@ -627,7 +686,11 @@ impl Model {
         let src = &self.identities[flow.from];
         let dst = &self.identities[flow.to];
         let mut notes = Vec::new();
-        let mut policies: Vec<String> = fast.deciding.iter().map(|(r, _)| self.rule_policy(*r).to_string()).collect();
+        let mut policies: Vec<String> = fast
+            .deciding
+            .iter()
+            .map(|(r, _)| self.rule_policy(*r).to_string())
+            .collect();
         policies.sort();
         policies.dedup();
         let port = format!("{}/{}", flow.port, flow.protocol);
@@ -703,7 +766,10 @@ impl Model {
                     parts.push(self.allow_reason(endpoint, dir, peer, flow));
                 }
                 if parts.is_empty() {
-                    format!("allowed: neither {} nor {} is a policy subject", src.name, dst.name)
+                    format!(
+                        "allowed: neither {} nor {} is a policy subject",
+                        src.name, dst.name
+                    )
                 } else {
                     format!("allowed: {}", parts.join("; "))
                 }
@@ -714,10 +780,16 @@ impl Model {
             if let PolicyStatus::Rejected { reason } = &info.status
                 && self.policy_would_select(info, flow)
             {
-                notes.push(format!("{} is not in force on Cilium {}: {reason}", info.name, self.version));
+                notes.push(format!(
+                    "{} is not in force on Cilium {}: {reason}",
+                    info.name, self.version
+                ));
             }
         }
-        for (ep, dir) in [(flow.from, Direction::Egress), (flow.to, Direction::Ingress)] {
+        for (ep, dir) in [
+            (flow.from, Direction::Egress),
+            (flow.to, Direction::Ingress),
+        ] {
             if self.identities[ep].kind != IdentityKind::Pod {
                 continue;
             }
@@ -732,7 +804,10 @@ impl Model {
                 }
                 for e in rule.allow[d].iter().chain(rule.deny[d].iter()) {
                     for u in &e.unmodelled {
-                        let n = format!("{}: `{u}` is not evaluated by the model (treated as matching none of the stack's peers)", self.rule_policy(r));
+                        let n = format!(
+                            "{}: `{u}` is not evaluated by the model (treated as matching none of the stack's peers)",
+                            self.rule_policy(r)
+                        );
                         if !notes.contains(&n) {
                             notes.push(n);
                         }
@@ -740,7 +815,9 @@ impl Model {
                 }
             }
         }
-        if !self.host_policies.is_empty() && (src.kind != IdentityKind::Pod || dst.kind != IdentityKind::Pod) {
+        if !self.host_policies.is_empty()
+            && (src.kind != IdentityKind::Pod || dst.kind != IdentityKind::Pod)
+        {
             notes.push("host policies (nodeSelector) are not evaluated by the model".into());
         }
         if src.kind == IdentityKind::Host && dst.kind == IdentityKind::Pod {
@@ -781,28 +858,49 @@ impl Model {
         let ns = info.name.split_once('/').map(|(ns, _)| ns);
         [flow.from, flow.to].iter().any(|&i| {
             let id = &self.identities[i];
-            id.kind == IdentityKind::Pod && ns.is_none_or(|ns| id.name.starts_with(&format!("{ns}/")))
+            id.kind == IdentityKind::Pod
+                && ns.is_none_or(|ns| id.name.starts_with(&format!("{ns}/")))
         })
     }
 
     /// Why a flow was allowed in one direction.
-    fn allow_reason(&self, endpoint: IdentityId, dir: Direction, peer: IdentityId, flow: &Flow) -> String {
+    fn allow_reason(
+        &self,
+        endpoint: IdentityId,
+        dir: Direction,
+        peer: IdentityId,
+        flow: &Flow,
+    ) -> String {
         let (enforced, default_deny) = self.enforcement(endpoint, dir);
         let ep = &self.identities[endpoint].name;
         if !enforced {
-            let mut s = format!("no policy has {} rules for {ep}, so its {} is not enforced", dir.section(), dir.section());
+            let mut s = format!(
+                "no policy has {} rules for {ep}, so its {} is not enforced",
+                dir.section(),
+                dir.section()
+            );
             let empty: Vec<String> = self.selected_by[endpoint]
                 .iter()
                 .filter(|r| self.rules[**r].empty_written[dir.idx()])
                 .map(|r| self.rule_policy(*r).to_string())
                 .collect();
             if !empty.is_empty() {
-                let _ = write!(s, " ({} writes `{}: []`, which denies nothing; use `{}: [{{}}]`)", empty.join(", "), dir.section(), dir.section());
+                let _ = write!(
+                    s,
+                    " ({} writes `{}: []`, which denies nothing; use `{}: [{{}}]`)",
+                    empty.join(", "),
+                    dir.section(),
+                    dir.section()
+                );
             }
             return s;
         }
         if !default_deny {
-            return format!("the rules selecting {ep} set enableDefaultDeny.{}: false, so {} is default-allow", dir.section(), dir.section());
+            return format!(
+                "the rules selecting {ep} set enableDefaultDeny.{}: false, so {} is default-allow",
+                dir.section(),
+                dir.section()
+            );
         }
         let d = dir.idx();
         let owner = match dir {
@@ -826,14 +924,28 @@ impl Model {
                     },
                 };
                 let who = e.describe_peers();
-                admitted.push(format!("{} ({} rule {}: {who})", self.rule_policy(r), dir.section(), ei + 1));
+                admitted.push(format!(
+                    "{} ({} rule {}: {who})",
+                    self.rule_policy(r),
+                    dir.section(),
+                    ei + 1
+                ));
                 match g {
-                    Some(g) if !matches!(g.l7, L7::None) => l7.push(self.rule_policy(r).to_string()),
+                    Some(g) if !matches!(g.l7, L7::None) => {
+                        l7.push(self.rule_policy(r).to_string())
+                    }
                     _ => l4_only.push(self.rule_policy(r).to_string()),
                 }
             }
         }
-        let mut s = format!("{ep}'s {} admits {} on {}/{} by {}", dir.section(), self.identities[peer].name, flow.port, flow.protocol, admitted.join(" and "));
+        let mut s = format!(
+            "{ep}'s {} admits {} on {}/{} by {}",
+            dir.section(),
+            self.identities[peer].name,
+            flow.port,
+            flow.protocol,
+            admitted.join(" and ")
+        );
         if admitted.len() > 1 {
             s.push_str(" (allow rules are a union: the most permissive one decides)");
         }
@@ -843,7 +955,8 @@ impl Model {
             for e in &self.rules[r].allow[d] {
                 if !e.matches_peer(peer)
                     && e.groups.is_some()
-                    && e.port_group(flow.port, flow.protocol, owner_ports).is_some()
+                    && e.port_group(flow.port, flow.protocol, owner_ports)
+                        .is_some()
                 {
                     narrower.push(format!("{} ({})", self.rule_policy(r), e.describe_peers()));
                 }
@@ -873,7 +986,13 @@ impl Model {
     }
 
     /// Hints for a default-deny drop: rules that nearly admit the peer.
-    fn near_misses(&self, endpoint: IdentityId, dir: Direction, peer: IdentityId, flow: &Flow) -> Vec<String> {
+    fn near_misses(
+        &self,
+        endpoint: IdentityId,
+        dir: Direction,
+        peer: IdentityId,
+        flow: &Flow,
+    ) -> Vec<String> {
         let d = dir.idx();
         let peer_id = &self.identities[peer];
         let owner = match dir {
@@ -888,14 +1007,25 @@ impl Model {
             let policy = self.rule_policy(r).to_string();
             for e in &self.rules[r].allow[d] {
                 if e.matches_peer(peer) {
-                    let port_ok = e.groups.is_none() || e.port_group(flow.port, flow.protocol, owner_ports).is_some();
+                    let port_ok = e.groups.is_none()
+                        || e.port_group(flow.port, flow.protocol, owner_ports)
+                            .is_some();
                     if !port_ok {
-                        hints.push(format!("{policy} admits {} only on {}", peer_id.name, e.describe_ports()));
+                        hints.push(format!(
+                            "{policy} admits {} only on {}",
+                            peer_id.name,
+                            e.describe_ports()
+                        ));
                     }
                     continue;
                 }
                 for p in e.peers.iter().flatten() {
-                    if let Peer::Endpoints { written, unscoped, namespace_added: Some(ns), .. } = p
+                    if let Peer::Endpoints {
+                        written,
+                        unscoped,
+                        namespace_added: Some(ns),
+                        ..
+                    } = p
                         && peer_id.kind == IdentityKind::Pod
                         && unscoped.matches(&peer_id.labels)
                     {
@@ -927,11 +1057,15 @@ impl Model {
     /// Hints for an L7 deny.
     fn l7_hints(&self, fast: &FastDecision, flow: &Flow) -> Vec<String> {
         let mut hints = Vec::new();
-        let Some(L7Request::Http(req)) = &flow.l7 else { return hints };
+        let Some(L7Request::Http(req)) = &flow.l7 else {
+            return hints;
+        };
         for (r, e) in &fast.deciding {
             let rule = &self.rules[*r];
             for dir in [0, 1] {
-                let Some(el) = rule.allow[dir].get(*e) else { continue };
+                let Some(el) = rule.allow[dir].get(*e) else {
+                    continue;
+                };
                 for g in el.groups.iter().flatten() {
                     let L7::Http(rules) = &g.l7 else { continue };
                     for hr in rules {
@@ -939,11 +1073,16 @@ impl Model {
                             let check = http::parse_header_entry(entry);
                             if let Some(v) = &check.value
                                 && http::looks_like_regex(v)
-                                && req.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(&check.name))
+                                && req
+                                    .headers
+                                    .iter()
+                                    .any(|(n, _)| n.eq_ignore_ascii_case(&check.name))
                             {
                                 let h = format!(
                                     "{}: `headers: [\"{entry}\"]` requires {} to equal the literal `{v}` (header values are exact strings, never regexes, cilium-semantics.md §5); for presence write `headers: [\"{}\"]`",
-                                    self.rule_policy(*r), check.name, check.name
+                                    self.rule_policy(*r),
+                                    check.name,
+                                    check.name
                                 );
                                 if !hints.contains(&h) {
                                     hints.push(h);
@@ -960,7 +1099,10 @@ impl Model {
 
 enum DirResult {
     NotEnforced,
-    Allowed { proxied: bool, deciding: Vec<(usize, usize)> },
+    Allowed {
+        proxied: bool,
+        deciding: Vec<(usize, usize)>,
+    },
     Denied(FastDecision),
 }
 
@@ -985,7 +1127,13 @@ impl Identity {
     pub fn world(name: &str, ip: IpAddr) -> Identity {
         let mut l = LabelSet::default();
         l.add("reserved", "world", "");
-        Identity { name: name.to_string(), kind: IdentityKind::World, labels: l, ip: Some(ip), ports: Vec::new() }
+        Identity {
+            name: name.to_string(),
+            kind: IdentityKind::World,
+            labels: l,
+            ip: Some(ip),
+            ports: Vec::new(),
+        }
     }
 }
 
@@ -996,9 +1144,19 @@ impl Element {
 
     /// The port group that admits this port and protocol, if any. An element without `toPorts` admits every
     /// port (returns `None` as "no group" — callers check `groups.is_none()` first).
-    fn port_group(&self, port: u16, proto: Protocol, owner_ports: &[NamedPort]) -> Option<&PortGroup> {
+    fn port_group(
+        &self,
+        port: u16,
+        proto: Protocol,
+        owner_ports: &[NamedPort],
+    ) -> Option<&PortGroup> {
         let groups = self.groups.as_ref()?;
-        groups.iter().find(|g| g.ports.is_empty() || g.ports.iter().any(|pm| pm.matches(port, proto, owner_ports)))
+        groups.iter().find(|g| {
+            g.ports.is_empty()
+                || g.ports
+                    .iter()
+                    .any(|pm| pm.matches(port, proto, owner_ports))
+        })
     }
 
     fn describe_peers(&self) -> String {
@@ -1008,16 +1166,31 @@ impl Element {
             Some(ps) => ps
                 .iter()
                 .map(|p| match p {
-                    Peer::Endpoints { written, namespace_added, .. } => match namespace_added {
-                        Some(ns) => format!("endpoints {} in namespace {ns}", show_selector(written)),
+                    Peer::Endpoints {
+                        written,
+                        namespace_added,
+                        ..
+                    } => match namespace_added {
+                        Some(ns) => {
+                            format!("endpoints {} in namespace {ns}", show_selector(written))
+                        }
                         None => format!("endpoints {}", show_selector(written)),
                     },
                     Peer::Cidr { cidr, except } if except.is_empty() => format!("CIDR {cidr}"),
                     Peer::Cidr { cidr, except } => format!(
                         "CIDR {cidr} except {}",
-                        except.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(",")
+                        except
+                            .iter()
+                            .map(|e| e.to_string())
+                            .collect::<Vec<_>>()
+                            .join(",")
                     ),
-                    Peer::Entity(e) => format!("entity {}", serde_json::to_string(e).unwrap_or_default().trim_matches('"')),
+                    Peer::Entity(e) => format!(
+                        "entity {}",
+                        serde_json::to_string(e)
+                            .unwrap_or_default()
+                            .trim_matches('"')
+                    ),
                     Peer::Unmodelled(what) => format!("{what} (not modelled)"),
                 })
                 .collect::<Vec<_>>()
@@ -1067,7 +1240,10 @@ impl PortMatch {
             // Named ports resolve against the destination's container ports.
             PortSpec::Named(name) => owner_ports.iter().any(|np| {
                 np.port == port
-                    && np.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(name))
+                    && np
+                        .name
+                        .as_deref()
+                        .is_some_and(|n| n.eq_ignore_ascii_case(name))
                     && (self.protocol == Protocol::Any || np.protocol == self.protocol)
             }),
         }
@@ -1106,8 +1282,16 @@ fn policy_status(p: &Policy, version: CiliumVersion) -> PolicyStatus {
     if !version.has_kafka_rules() {
         let uses = |f: &dyn Fn(&crate::policy::L7Rules) -> bool| {
             p.rules.iter().any(|r| {
-                r.ingress.iter().flatten().flat_map(|e| e.to_ports.iter().flatten())
-                    .chain(r.egress.iter().flatten().flat_map(|e| e.to_ports.iter().flatten()))
+                r.ingress
+                    .iter()
+                    .flatten()
+                    .flat_map(|e| e.to_ports.iter().flatten())
+                    .chain(
+                        r.egress
+                            .iter()
+                            .flatten()
+                            .flat_map(|e| e.to_ports.iter().flatten()),
+                    )
                     .any(|pr| pr.rules.as_ref().is_some_and(f))
             })
         };
@@ -1155,8 +1339,17 @@ fn policy_warnings(p: &Policy, version: CiliumVersion) -> Vec<String> {
         if r.ingress.as_ref().is_some_and(Vec::is_empty) {
             w.push("`ingress: []` denies nothing (same as no ingress section); `ingress: [{}]` denies all ingress (§4)".into());
         }
-        for pr in r.ingress.iter().flatten().flat_map(|e| e.to_ports.iter().flatten())
-            .chain(r.egress.iter().flatten().flat_map(|e| e.to_ports.iter().flatten()))
+        for pr in r
+            .ingress
+            .iter()
+            .flatten()
+            .flat_map(|e| e.to_ports.iter().flatten())
+            .chain(
+                r.egress
+                    .iter()
+                    .flatten()
+                    .flat_map(|e| e.to_ports.iter().flatten()),
+            )
         {
             for hr in pr.rules.iter().flat_map(|l| l.http.iter().flatten()) {
                 for h in hr.headers.iter().flatten() {
@@ -1168,8 +1361,13 @@ fn policy_warnings(p: &Policy, version: CiliumVersion) -> Vec<String> {
                     }
                 }
             }
-            if pr.rules.as_ref().is_some_and(|l| l.kafka.is_some()) && version.kafka_deprecated() && version.has_kafka_rules() {
-                w.push(format!("Kafka rules are deprecated in Cilium {version} and removed in 1.20 (§7)"));
+            if pr.rules.as_ref().is_some_and(|l| l.kafka.is_some())
+                && version.kafka_deprecated()
+                && version.has_kafka_rules()
+            {
+                w.push(format!(
+                    "Kafka rules are deprecated in Cilium {version} and removed in 1.20 (§7)"
+                ));
             }
         }
     }
@@ -1185,46 +1383,143 @@ fn compile_rule(p: &Policy, pi: usize, r: &Rule, ids: &[Identity]) -> CompiledRu
         .as_ref()
         .map(|sel| CompiledSelector::subject(sel, ns).0)
         .unwrap_or_default();
-    let ing: Vec<Element> = r.ingress.iter().flatten().map(|e| {
-        let mut un = Vec::new();
-        if e.from_nodes.is_some() { un.push("fromNodes"); }
-        if e.from_groups.is_some() { un.push("fromGroups"); }
-        if e.from_requires.is_some() { un.push("fromRequires"); }
-        if e.icmps.is_some() { un.push("icmps"); }
-        if e.authentication.is_some() { un.push("authentication"); }
-        element(ns, e.from_endpoints.as_deref(), e.from_cidr.as_deref(), e.from_cidr_set.as_deref(), e.from_entities.as_deref(),
-            e.from_nodes.is_some() || e.from_groups.is_some(), allow_groups(e.to_ports.as_deref(), &mut un), un, ids)
-    }).collect();
-    let eg: Vec<Element> = r.egress.iter().flatten().map(|e| {
-        let mut un = Vec::new();
-        if e.to_fqdns.is_some() { un.push("toFQDNs"); }
-        if e.to_services.is_some() { un.push("toServices"); }
-        if e.to_nodes.is_some() { un.push("toNodes"); }
-        if e.to_groups.is_some() { un.push("toGroups"); }
-        if e.to_requires.is_some() { un.push("toRequires"); }
-        if e.icmps.is_some() { un.push("icmps"); }
-        if e.authentication.is_some() { un.push("authentication"); }
-        let other_peers = e.to_fqdns.is_some() || e.to_services.is_some() || e.to_nodes.is_some() || e.to_groups.is_some();
-        element(ns, e.to_endpoints.as_deref(), e.to_cidr.as_deref(), e.to_cidr_set.as_deref(), e.to_entities.as_deref(),
-            other_peers, allow_groups(e.to_ports.as_deref(), &mut un), un, ids)
-    }).collect();
-    let ing_deny: Vec<Element> = r.ingress_deny.iter().flatten().map(|e| {
-        let mut un = Vec::new();
-        if e.from_nodes.is_some() { un.push("fromNodes"); }
-        if e.from_groups.is_some() { un.push("fromGroups"); }
-        if e.icmps.is_some() { un.push("icmps"); }
-        element(ns, e.from_endpoints.as_deref(), e.from_cidr.as_deref(), e.from_cidr_set.as_deref(), e.from_entities.as_deref(),
-            e.from_nodes.is_some() || e.from_groups.is_some(), deny_groups(e.to_ports.as_deref()), un, ids)
-    }).collect();
-    let eg_deny: Vec<Element> = r.egress_deny.iter().flatten().map(|e| {
-        let mut un = Vec::new();
-        if e.to_services.is_some() { un.push("toServices"); }
-        if e.to_nodes.is_some() { un.push("toNodes"); }
-        if e.to_groups.is_some() { un.push("toGroups"); }
-        if e.icmps.is_some() { un.push("icmps"); }
-        element(ns, e.to_endpoints.as_deref(), e.to_cidr.as_deref(), e.to_cidr_set.as_deref(), e.to_entities.as_deref(),
-            e.to_services.is_some() || e.to_nodes.is_some() || e.to_groups.is_some(), deny_groups(e.to_ports.as_deref()), un, ids)
-    }).collect();
+    let ing: Vec<Element> = r
+        .ingress
+        .iter()
+        .flatten()
+        .map(|e| {
+            let mut un = Vec::new();
+            if e.from_nodes.is_some() {
+                un.push("fromNodes");
+            }
+            if e.from_groups.is_some() {
+                un.push("fromGroups");
+            }
+            if e.from_requires.is_some() {
+                un.push("fromRequires");
+            }
+            if e.icmps.is_some() {
+                un.push("icmps");
+            }
+            if e.authentication.is_some() {
+                un.push("authentication");
+            }
+            element(
+                ns,
+                e.from_endpoints.as_deref(),
+                e.from_cidr.as_deref(),
+                e.from_cidr_set.as_deref(),
+                e.from_entities.as_deref(),
+                e.from_nodes.is_some() || e.from_groups.is_some(),
+                allow_groups(e.to_ports.as_deref(), &mut un),
+                un,
+                ids,
+            )
+        })
+        .collect();
+    let eg: Vec<Element> = r
+        .egress
+        .iter()
+        .flatten()
+        .map(|e| {
+            let mut un = Vec::new();
+            if e.to_fqdns.is_some() {
+                un.push("toFQDNs");
+            }
+            if e.to_services.is_some() {
+                un.push("toServices");
+            }
+            if e.to_nodes.is_some() {
+                un.push("toNodes");
+            }
+            if e.to_groups.is_some() {
+                un.push("toGroups");
+            }
+            if e.to_requires.is_some() {
+                un.push("toRequires");
+            }
+            if e.icmps.is_some() {
+                un.push("icmps");
+            }
+            if e.authentication.is_some() {
+                un.push("authentication");
+            }
+            let other_peers = e.to_fqdns.is_some()
+                || e.to_services.is_some()
+                || e.to_nodes.is_some()
+                || e.to_groups.is_some();
+            element(
+                ns,
+                e.to_endpoints.as_deref(),
+                e.to_cidr.as_deref(),
+                e.to_cidr_set.as_deref(),
+                e.to_entities.as_deref(),
+                other_peers,
+                allow_groups(e.to_ports.as_deref(), &mut un),
+                un,
+                ids,
+            )
+        })
+        .collect();
+    let ing_deny: Vec<Element> = r
+        .ingress_deny
+        .iter()
+        .flatten()
+        .map(|e| {
+            let mut un = Vec::new();
+            if e.from_nodes.is_some() {
+                un.push("fromNodes");
+            }
+            if e.from_groups.is_some() {
+                un.push("fromGroups");
+            }
+            if e.icmps.is_some() {
+                un.push("icmps");
+            }
+            element(
+                ns,
+                e.from_endpoints.as_deref(),
+                e.from_cidr.as_deref(),
+                e.from_cidr_set.as_deref(),
+                e.from_entities.as_deref(),
+                e.from_nodes.is_some() || e.from_groups.is_some(),
+                deny_groups(e.to_ports.as_deref()),
+                un,
+                ids,
+            )
+        })
+        .collect();
+    let eg_deny: Vec<Element> = r
+        .egress_deny
+        .iter()
+        .flatten()
+        .map(|e| {
+            let mut un = Vec::new();
+            if e.to_services.is_some() {
+                un.push("toServices");
+            }
+            if e.to_nodes.is_some() {
+                un.push("toNodes");
+            }
+            if e.to_groups.is_some() {
+                un.push("toGroups");
+            }
+            if e.icmps.is_some() {
+                un.push("icmps");
+            }
+            element(
+                ns,
+                e.to_endpoints.as_deref(),
+                e.to_cidr.as_deref(),
+                e.to_cidr_set.as_deref(),
+                e.to_entities.as_deref(),
+                e.to_services.is_some() || e.to_nodes.is_some() || e.to_groups.is_some(),
+                deny_groups(e.to_ports.as_deref()),
+                un,
+                ids,
+            )
+        })
+        .collect();
     let has_ing = !ing.is_empty() || !ing_deny.is_empty();
     let has_eg = !eg.is_empty() || !eg_deny.is_empty();
     // §4: enableDefaultDeny defaults to true for each direction that has rules.
@@ -1232,9 +1527,15 @@ fn compile_rule(p: &Policy, pi: usize, r: &Rule, ids: &[Identity]) -> CompiledRu
     CompiledRule {
         policy: pi,
         subject,
-        default_deny: [has_ing && dd.ingress.unwrap_or(true), has_eg && dd.egress.unwrap_or(true)],
+        default_deny: [
+            has_ing && dd.ingress.unwrap_or(true),
+            has_eg && dd.egress.unwrap_or(true),
+        ],
         has_direction: [has_ing, has_eg],
-        empty_written: [r.ingress.as_ref().is_some_and(Vec::is_empty), r.egress.as_ref().is_some_and(Vec::is_empty)],
+        empty_written: [
+            r.ingress.as_ref().is_some_and(Vec::is_empty),
+            r.egress.as_ref().is_some_and(Vec::is_empty),
+        ],
         allow: [ing, eg],
         deny: [ing_deny, eg_deny],
     }
@@ -1257,10 +1558,18 @@ fn allow_groups(tp: Option<&[PortRule]>, un: &mut Vec<&'static str>) -> Option<V
     Some(
         tp.iter()
             .map(|pr| {
-                if pr.terminating_tls.is_some() { un.push("terminatingTLS"); }
-                if pr.originating_tls.is_some() { un.push("originatingTLS"); }
-                if pr.server_names.is_some() { un.push("serverNames"); }
-                if pr.listener.is_some() { un.push("listener"); }
+                if pr.terminating_tls.is_some() {
+                    un.push("terminatingTLS");
+                }
+                if pr.originating_tls.is_some() {
+                    un.push("originatingTLS");
+                }
+                if pr.server_names.is_some() {
+                    un.push("serverNames");
+                }
+                if pr.listener.is_some() {
+                    un.push("listener");
+                }
                 let l7 = match &pr.rules {
                     None => L7::None,
                     Some(l) => {
@@ -1278,7 +1587,10 @@ fn allow_groups(tp: Option<&[PortRule]>, un: &mut Vec<&'static str>) -> Option<V
                         }
                     }
                 };
-                PortGroup { ports: port_matches(pr.ports.as_deref()), l7 }
+                PortGroup {
+                    ports: port_matches(pr.ports.as_deref()),
+                    l7,
+                }
             })
             .collect(),
     )
@@ -1286,7 +1598,14 @@ fn allow_groups(tp: Option<&[PortRule]>, un: &mut Vec<&'static str>) -> Option<V
 
 fn deny_groups(tp: Option<&[PortDenyRule]>) -> Option<Vec<PortGroup>> {
     let tp = tp.filter(|t| !t.is_empty())?;
-    Some(tp.iter().map(|pr| PortGroup { ports: port_matches(pr.ports.as_deref()), l7: L7::None }).collect())
+    Some(
+        tp.iter()
+            .map(|pr| PortGroup {
+                ports: port_matches(pr.ports.as_deref()),
+                l7: L7::None,
+            })
+            .collect(),
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1301,7 +1620,11 @@ fn element(
     unmodelled: Vec<&'static str>,
     ids: &[Identity],
 ) -> Element {
-    let any_peer_field = endpoints.is_some() || cidrs.is_some() || cidr_sets.is_some() || entities.is_some() || other_peer_field;
+    let any_peer_field = endpoints.is_some()
+        || cidrs.is_some()
+        || cidr_sets.is_some()
+        || entities.is_some()
+        || other_peer_field;
     let peers = if any_peer_field {
         let mut v = Vec::new();
         for s in endpoints.unwrap_or_default() {
@@ -1314,11 +1637,17 @@ fn element(
             });
         }
         for c in cidrs.unwrap_or_default() {
-            v.push(Peer::Cidr { cidr: c.0, except: Vec::new() });
+            v.push(Peer::Cidr {
+                cidr: c.0,
+                except: Vec::new(),
+            });
         }
         for cs in cidr_sets.unwrap_or_default() {
             match cs.cidr {
-                Some(c) => v.push(Peer::Cidr { cidr: c.0, except: cs.except.iter().flatten().map(|e| e.0).collect() }),
+                Some(c) => v.push(Peer::Cidr {
+                    cidr: c.0,
+                    except: cs.except.iter().flatten().map(|e| e.0).collect(),
+                }),
                 None => v.push(Peer::Unmodelled("cidrGroupRef/cidrGroupSelector")),
             }
         }
@@ -1341,7 +1670,12 @@ fn element(
             set_bit(&mut bits, i);
         }
     }
-    Element { peers, groups, peer_bits: bits, unmodelled }
+    Element {
+        peers,
+        groups,
+        peer_bits: bits,
+        unmodelled,
+    }
 }
 
 fn peer_matches(p: &Peer, id: &Identity) -> bool {
@@ -1350,18 +1684,26 @@ fn peer_matches(p: &Peer, id: &Identity) -> bool {
         // §3: CIDR selectors match only peers outside the cluster.
         Peer::Cidr { cidr, except } => {
             id.kind == IdentityKind::World
-                && id.ip.is_some_and(|ip| cidr.contains(&ip) && !except.iter().any(|e| e.contains(&ip)))
+                && id
+                    .ip
+                    .is_some_and(|ip| cidr.contains(&ip) && !except.iter().any(|e| e.contains(&ip)))
         }
         Peer::Entity(e) => match e {
             Entity::All => true,
             Entity::World => id.kind == IdentityKind::World,
-            Entity::WorldIpv4 => id.kind == IdentityKind::World && id.ip.is_some_and(|ip| ip.is_ipv4()),
-            Entity::WorldIpv6 => id.kind == IdentityKind::World && id.ip.is_some_and(|ip| ip.is_ipv6()),
+            Entity::WorldIpv4 => {
+                id.kind == IdentityKind::World && id.ip.is_some_and(|ip| ip.is_ipv4())
+            }
+            Entity::WorldIpv6 => {
+                id.kind == IdentityKind::World && id.ip.is_some_and(|ip| ip.is_ipv6())
+            }
             Entity::Cluster => id.kind != IdentityKind::World,
             Entity::Host => id.kind == IdentityKind::Host,
             Entity::RemoteNode => id.kind == IdentityKind::RemoteNode,
             Entity::KubeApiserver => id.kind == IdentityKind::KubeApiserver,
-            Entity::Init | Entity::Ingress | Entity::Unmanaged | Entity::Health | Entity::None => false,
+            Entity::Init | Entity::Ingress | Entity::Unmanaged | Entity::Health | Entity::None => {
+                false
+            }
         },
         Peer::Unmodelled(_) => false,
     }

@@ -15,11 +15,18 @@ fn workload(ns: &str, name: &str, labels: &[(&str, &str)], ports: &[(&str, u16)]
     Workload {
         namespace: ns.into(),
         name: name.into(),
-        labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         service_account: "default".into(),
         ports: ports
             .iter()
-            .map(|(n, p)| NamedPort { name: Some(n.to_string()), port: *p, protocol: Protocol::Tcp })
+            .map(|(n, p)| NamedPort {
+                name: Some(n.to_string()),
+                port: *p,
+                protocol: Protocol::Tcp,
+            })
             .collect(),
         origin: "test".into(),
     }
@@ -28,18 +35,41 @@ fn workload(ns: &str, name: &str, labels: &[(&str, &str)], ports: &[(&str, u16)]
 fn stack() -> Stack {
     Stack {
         workloads: vec![
-            workload("frontend", "frontend", &[("role", "frontend")], &[("https", 443), ("http", 80)]),
+            workload(
+                "frontend",
+                "frontend",
+                &[("role", "frontend")],
+                &[("https", 443), ("http", 80)],
+            ),
             workload("frontend", "rogue", &[], &[]),
-            workload("backend", "api", &[("role", "backend-api")], &[("http", 8080), ("admin", 9090)]),
+            workload(
+                "backend",
+                "api",
+                &[("role", "backend-api")],
+                &[("http", 8080), ("admin", 9090)],
+            ),
             workload("backend", "impostor", &[("role", "frontend")], &[]),
-            workload("database", "postgres", &[("app", "postgres")], &[("postgres", 5432)]),
+            workload(
+                "database",
+                "postgres",
+                &[("app", "postgres")],
+                &[("postgres", 5432)],
+            ),
             workload("kafka", "kafka", &[("app", "kafka")], &[("kafka", 9092)]),
             workload("kube-system", "kube-dns", &[("k8s-app", "kube-dns")], &[]),
         ],
         namespaces: BTreeMap::new(),
         outside: vec![
-            OutsideHost { name: "lb".into(), ip: "10.0.0.10".parse().unwrap(), description: String::new() },
-            OutsideHost { name: "outsider".into(), ip: "10.0.1.10".parse().unwrap(), description: String::new() },
+            OutsideHost {
+                name: "lb".into(),
+                ip: "10.0.0.10".parse().unwrap(),
+                description: String::new(),
+            },
+            OutsideHost {
+                name: "outsider".into(),
+                ip: "10.0.1.10".parse().unwrap(),
+                description: String::new(),
+            },
         ],
         network: None,
         manifest_files: Vec::new(),
@@ -70,7 +100,10 @@ fn http(method: &str, path: &str, headers: &[(&str, &str)]) -> Option<L7Request>
         method: method.into(),
         path: path.into(),
         host: None,
-        headers: headers.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+        headers: headers
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect(),
     }))
 }
 
@@ -87,10 +120,19 @@ const API_L7: &str = "  ingress:\n  - fromEndpoints: [{matchLabels: {role: front
 // namespace) is dropped, the impostor (same namespace, same label) is admitted.
 #[test]
 fn selector_without_namespace_blocks_real_frontend_and_admits_impostor() {
-    let m = model(&cnp("backend", "p", "{matchLabels: {role: backend-api}}", API_L4));
+    let m = model(&cnp(
+        "backend",
+        "p",
+        "{matchLabels: {role: backend-api}}",
+        API_L4,
+    ));
     let real = m.explain(&flow(&m, "frontend/frontend", "backend/api", 8080, None));
     assert_eq!(real.decision, Decision::Deny);
-    assert!(real.explanation.contains("limited to namespace backend"), "{}", real.explanation);
+    assert!(
+        real.explanation.contains("limited to namespace backend"),
+        "{}",
+        real.explanation
+    );
     let imp = m.decide(&flow(&m, "backend/impostor", "backend/api", 8080, None));
     assert_eq!(imp.decision, Decision::Allow);
 }
@@ -98,7 +140,12 @@ fn selector_without_namespace_blocks_real_frontend_and_admits_impostor() {
 // §9: enforcement is per direction: an ingress-only policy leaves egress open.
 #[test]
 fn ingress_policy_does_not_restrict_egress() {
-    let m = model(&cnp("database", "p", "{matchLabels: {app: postgres}}", "  ingress:\n  - fromEndpoints: [{}]\n"));
+    let m = model(&cnp(
+        "database",
+        "p",
+        "{matchLabels: {app: postgres}}",
+        "  ingress:\n  - fromEndpoints: [{}]\n",
+    ));
     let out = m.decide(&flow(&m, "database/postgres", "lb", 443, None));
     assert_eq!(out.decision, Decision::Allow);
     let inbound = m.decide(&flow(&m, "backend/api", "database/postgres", 5432, None));
@@ -109,51 +156,146 @@ fn ingress_policy_does_not_restrict_egress() {
 // §2: allow rules are a union: a port-only rule admits every peer and undoes a CIDR rule on that port.
 #[test]
 fn allow_rules_are_a_union() {
-    let yaml = cnp("frontend", "a", "{matchLabels: {role: frontend}}", "  ingress:\n  - toPorts: [{ports: [{port: \"443\", protocol: TCP}]}]\n")
-        + &cnp("frontend", "b", "{matchLabels: {role: frontend}}", "  ingress:\n  - fromCIDR: [10.0.0.0/24]\n    toPorts: [{ports: [{port: \"443\", protocol: TCP}]}]\n");
+    let yaml = cnp(
+        "frontend",
+        "a",
+        "{matchLabels: {role: frontend}}",
+        "  ingress:\n  - toPorts: [{ports: [{port: \"443\", protocol: TCP}]}]\n",
+    ) + &cnp(
+        "frontend",
+        "b",
+        "{matchLabels: {role: frontend}}",
+        "  ingress:\n  - fromCIDR: [10.0.0.0/24]\n    toPorts: [{ports: [{port: \"443\", protocol: TCP}]}]\n",
+    );
     let m = model(&yaml);
     let v = m.explain(&flow(&m, "outsider", "frontend/frontend", 443, None));
     assert_eq!(v.decision, Decision::Allow);
     assert!(v.explanation.contains("union"), "{}", v.explanation);
-    assert_eq!(m.decide(&flow(&m, "outsider", "frontend/frontend", 80, None)).decision, Decision::Deny);
+    assert_eq!(
+        m.decide(&flow(&m, "outsider", "frontend/frontend", 80, None))
+            .decision,
+        Decision::Deny
+    );
 }
 
 // §2: an L4-only rule and an L7 rule for the same peer and port: the L7 rules filter nothing, but the
 // traffic is still proxied.
 #[test]
 fn l4_rule_for_the_same_peer_switches_off_l7_filtering() {
-    let only_l7 = model(&cnp("backend", "p", "{matchLabels: {role: backend-api}}", API_L7));
+    let only_l7 = model(&cnp(
+        "backend",
+        "p",
+        "{matchLabels: {role: backend-api}}",
+        API_L7,
+    ));
     let del = http("DELETE", "/api/v1/orders/1", &[]);
-    let d = only_l7.decide(&flow(&only_l7, "backend/impostor", "backend/api", 8080, del.clone()));
-    assert_eq!((d.decision, d.layer, d.outcome), (Decision::Deny, Some(Layer::L7), Outcome::ProxyDenied));
+    let d = only_l7.decide(&flow(
+        &only_l7,
+        "backend/impostor",
+        "backend/api",
+        8080,
+        del.clone(),
+    ));
+    assert_eq!(
+        (d.decision, d.layer, d.outcome),
+        (Decision::Deny, Some(Layer::L7), Outcome::ProxyDenied)
+    );
 
-    let both = model(&(cnp("backend", "l4", "{matchLabels: {role: backend-api}}", API_L4) + &cnp("backend", "l7", "{matchLabels: {role: backend-api}}", API_L7)));
+    let both = model(
+        &(cnp(
+            "backend",
+            "l4",
+            "{matchLabels: {role: backend-api}}",
+            API_L4,
+        ) + &cnp(
+            "backend",
+            "l7",
+            "{matchLabels: {role: backend-api}}",
+            API_L7,
+        )),
+    );
     let v = both.explain(&flow(&both, "backend/impostor", "backend/api", 8080, del));
     assert_eq!(v.decision, Decision::Allow);
     assert!(v.proxied);
-    assert!(v.explanation.contains("do not filter anything"), "{}", v.explanation);
+    assert!(
+        v.explanation.contains("do not filter anything"),
+        "{}",
+        v.explanation
+    );
 }
 
 // §3: CIDR rules match only peers outside the cluster, never pods.
 #[test]
 fn cidr_rules_match_only_outside_peers() {
-    let m = model(&cnp("frontend", "p", "{matchLabels: {role: frontend}}", "  ingress:\n  - fromCIDR: [0.0.0.0/0]\n"));
-    assert_eq!(m.decide(&flow(&m, "lb", "frontend/frontend", 443, None)).decision, Decision::Allow);
-    assert_eq!(m.decide(&flow(&m, "backend/api", "frontend/frontend", 443, None)).decision, Decision::Deny);
-    let ex = model(&cnp("frontend", "p", "{matchLabels: {role: frontend}}", "  ingress:\n  - fromCIDRSet: [{cidr: 10.0.0.0/8, except: [10.0.1.0/24]}]\n"));
-    assert_eq!(ex.decide(&flow(&ex, "lb", "frontend/frontend", 443, None)).decision, Decision::Allow);
-    assert_eq!(ex.decide(&flow(&ex, "outsider", "frontend/frontend", 443, None)).decision, Decision::Deny);
+    let m = model(&cnp(
+        "frontend",
+        "p",
+        "{matchLabels: {role: frontend}}",
+        "  ingress:\n  - fromCIDR: [0.0.0.0/0]\n",
+    ));
+    assert_eq!(
+        m.decide(&flow(&m, "lb", "frontend/frontend", 443, None))
+            .decision,
+        Decision::Allow
+    );
+    assert_eq!(
+        m.decide(&flow(&m, "backend/api", "frontend/frontend", 443, None))
+            .decision,
+        Decision::Deny
+    );
+    let ex = model(&cnp(
+        "frontend",
+        "p",
+        "{matchLabels: {role: frontend}}",
+        "  ingress:\n  - fromCIDRSet: [{cidr: 10.0.0.0/8, except: [10.0.1.0/24]}]\n",
+    ));
+    assert_eq!(
+        ex.decide(&flow(&ex, "lb", "frontend/frontend", 443, None))
+            .decision,
+        Decision::Allow
+    );
+    assert_eq!(
+        ex.decide(&flow(&ex, "outsider", "frontend/frontend", 443, None))
+            .decision,
+        Decision::Deny
+    );
 }
 
 // §3, §9: entities: `world` is every outside peer, `cluster` every in-cluster peer.
 #[test]
 fn entities_select_world_and_cluster() {
-    let m = model(&cnp("frontend", "p", "{matchLabels: {role: frontend}}", "  ingress:\n  - fromEntities: [world]\n"));
-    assert_eq!(m.decide(&flow(&m, "outsider", "frontend/frontend", 80, None)).decision, Decision::Allow);
-    assert_eq!(m.decide(&flow(&m, "backend/api", "frontend/frontend", 80, None)).decision, Decision::Deny);
-    let c = model(&cnp("frontend", "p", "{matchLabels: {role: frontend}}", "  ingress:\n  - fromEntities: [cluster]\n"));
-    assert_eq!(c.decide(&flow(&c, "backend/api", "frontend/frontend", 80, None)).decision, Decision::Allow);
-    assert_eq!(c.decide(&flow(&c, "outsider", "frontend/frontend", 80, None)).decision, Decision::Deny);
+    let m = model(&cnp(
+        "frontend",
+        "p",
+        "{matchLabels: {role: frontend}}",
+        "  ingress:\n  - fromEntities: [world]\n",
+    ));
+    assert_eq!(
+        m.decide(&flow(&m, "outsider", "frontend/frontend", 80, None))
+            .decision,
+        Decision::Allow
+    );
+    assert_eq!(
+        m.decide(&flow(&m, "backend/api", "frontend/frontend", 80, None))
+            .decision,
+        Decision::Deny
+    );
+    let c = model(&cnp(
+        "frontend",
+        "p",
+        "{matchLabels: {role: frontend}}",
+        "  ingress:\n  - fromEntities: [cluster]\n",
+    ));
+    assert_eq!(
+        c.decide(&flow(&c, "backend/api", "frontend/frontend", 80, None))
+            .decision,
+        Decision::Allow
+    );
+    assert_eq!(
+        c.decide(&flow(&c, "outsider", "frontend/frontend", 80, None))
+            .decision,
+        Decision::Deny
+    );
 }
 
 // §10: a deny rule wins over any allow; explicit denies are POLICY_DENY (181), default denies
@@ -161,12 +303,29 @@ fn entities_select_world_and_cluster() {
 #[test]
 fn deny_wins_and_drop_reasons_differ() {
     let body = "  ingress:\n  - fromEntities: [all]\n  ingressDeny:\n  - fromEndpoints: [{matchLabels: {role: frontend}}]\n";
-    let m = model(&cnp("backend", "p", "{matchLabels: {role: backend-api}}", body));
+    let m = model(&cnp(
+        "backend",
+        "p",
+        "{matchLabels: {role: backend-api}}",
+        body,
+    ));
     let d = m.decide(&flow(&m, "backend/impostor", "backend/api", 8080, None));
-    assert_eq!((d.decision, d.drop_reason), (Decision::Deny, Some(DropReason::PolicyDeny)));
+    assert_eq!(
+        (d.decision, d.drop_reason),
+        (Decision::Deny, Some(DropReason::PolicyDeny))
+    );
     assert_eq!(DropReason::PolicyDeny.code(), 181);
-    assert_eq!(m.decide(&flow(&m, "frontend/rogue", "backend/api", 8080, None)).decision, Decision::Allow);
-    let dd = model(&cnp("backend", "p", "{matchLabels: {role: backend-api}}", API_L4));
+    assert_eq!(
+        m.decide(&flow(&m, "frontend/rogue", "backend/api", 8080, None))
+            .decision,
+        Decision::Allow
+    );
+    let dd = model(&cnp(
+        "backend",
+        "p",
+        "{matchLabels: {role: backend-api}}",
+        API_L4,
+    ));
     let r = dd.decide(&flow(&dd, "frontend/rogue", "backend/api", 8080, None));
     assert_eq!(r.drop_reason, Some(DropReason::PolicyDenied));
     assert_eq!(DropReason::PolicyDenied.code(), 133);
@@ -175,34 +334,72 @@ fn deny_wins_and_drop_reasons_differ() {
 // §4: `egress: []` denies nothing (and alone is rejected from 1.18); `egress: [{}]` denies all egress.
 #[test]
 fn empty_egress_list_denies_nothing_but_empty_rule_denies_all() {
-    let empty = cnp("database", "p", "{matchLabels: {app: postgres}}", "  egress: []\n");
+    let empty = cnp(
+        "database",
+        "p",
+        "{matchLabels: {app: postgres}}",
+        "  egress: []\n",
+    );
     let v17 = model_v(&empty, CiliumVersion::new(1, 17));
     assert_eq!(v17.policies[0].status, PolicyStatus::InForce);
-    assert_eq!(v17.decide(&flow(&v17, "database/postgres", "lb", 443, None)).decision, Decision::Allow);
+    assert_eq!(
+        v17.decide(&flow(&v17, "database/postgres", "lb", 443, None))
+            .decision,
+        Decision::Allow
+    );
     let v19 = model(&empty);
-    assert!(matches!(v19.policies[0].status, PolicyStatus::Rejected { .. }));
-    assert_eq!(v19.decide(&flow(&v19, "database/postgres", "lb", 443, None)).decision, Decision::Allow);
+    assert!(matches!(
+        v19.policies[0].status,
+        PolicyStatus::Rejected { .. }
+    ));
+    assert_eq!(
+        v19.decide(&flow(&v19, "database/postgres", "lb", 443, None))
+            .decision,
+        Decision::Allow
+    );
 
-    let all = model(&cnp("database", "p", "{matchLabels: {app: postgres}}", "  egress:\n  - {}\n"));
+    let all = model(&cnp(
+        "database",
+        "p",
+        "{matchLabels: {app: postgres}}",
+        "  egress:\n  - {}\n",
+    ));
     let d = all.decide(&flow(&all, "database/postgres", "lb", 443, None));
-    assert_eq!((d.decision, d.direction), (Decision::Deny, Some(Direction::Egress)));
+    assert_eq!(
+        (d.decision, d.direction),
+        (Decision::Deny, Some(Direction::Egress))
+    );
 }
 
 // §6, §9: replies are not policy-checked: a database with egress default-deny still answers queries.
 #[test]
 fn replies_are_not_checked_against_egress() {
     let body = "  ingress:\n  - fromEndpoints: [{matchLabels: {k8s:io.kubernetes.pod.namespace: backend}}]\n  egress:\n  - {}\n";
-    let m = model(&cnp("database", "p", "{matchLabels: {app: postgres}}", body));
-    assert_eq!(m.decide(&flow(&m, "backend/api", "database/postgres", 5432, None)).decision, Decision::Allow);
+    let m = model(&cnp(
+        "database",
+        "p",
+        "{matchLabels: {app: postgres}}",
+        body,
+    ));
+    assert_eq!(
+        m.decide(&flow(&m, "backend/api", "database/postgres", 5432, None))
+            .decision,
+        Decision::Allow
+    );
 }
 
 // §0, §7: Kafka rules are gone in 1.20: the policy is rejected and says why.
 #[test]
 fn kafka_policy_is_rejected_on_1_20() {
     let body = "  ingress:\n  - toPorts:\n    - ports: [{port: \"9092\"}]\n      rules:\n        kafka:\n        - {role: produce, topic: orders}\n";
-    let m = model_v(&cnp("kafka", "k", "{matchLabels: {app: kafka}}", body), CiliumVersion::new(1, 20));
+    let m = model_v(
+        &cnp("kafka", "k", "{matchLabels: {app: kafka}}", body),
+        CiliumVersion::new(1, 20),
+    );
     match &m.policies[0].status {
-        PolicyStatus::Rejected { reason } => assert!(reason.contains("removed in Cilium 1.20"), "{reason}"),
+        PolicyStatus::Rejected { reason } => {
+            assert!(reason.contains("removed in Cilium 1.20"), "{reason}")
+        }
         s => panic!("expected rejection, got {s:?}"),
     }
     let ok = model(&cnp("kafka", "k", "{matchLabels: {app: kafka}}", body));
@@ -213,9 +410,23 @@ fn kafka_policy_is_rejected_on_1_20() {
 #[test]
 fn literal_header_value_refuses_real_tokens_with_a_hint() {
     let body = "  ingress:\n  - fromEndpoints: [{matchLabels: {role: frontend}}]\n    toPorts:\n    - ports: [{port: \"8080\"}]\n      rules:\n        http:\n        - {method: GET, path: \"/.*\", headers: [\"Authorization: .*\"]}\n";
-    let m = model(&cnp("backend", "p", "{matchLabels: {role: backend-api}}", body));
-    let v = m.explain(&flow(&m, "backend/impostor", "backend/api", 8080, http("GET", "/x", &[("Authorization", "Bearer t")])));
-    assert_eq!((v.decision, v.expected_outcome), (Decision::Deny, Outcome::ProxyDenied));
+    let m = model(&cnp(
+        "backend",
+        "p",
+        "{matchLabels: {role: backend-api}}",
+        body,
+    ));
+    let v = m.explain(&flow(
+        &m,
+        "backend/impostor",
+        "backend/api",
+        8080,
+        http("GET", "/x", &[("Authorization", "Bearer t")]),
+    ));
+    assert_eq!(
+        (v.decision, v.expected_outcome),
+        (Decision::Deny, Outcome::ProxyDenied)
+    );
     assert!(v.explanation.contains("literal"), "{}", v.explanation);
 }
 
@@ -225,7 +436,13 @@ fn kafka_rules_decide_topic_and_client_id() {
     let body = "  ingress:\n  - fromEndpoints: [{matchLabels: {k8s:io.kubernetes.pod.namespace: backend}}]\n    toPorts:\n    - ports: [{port: \"9092\"}]\n      rules:\n        kafka:\n        - {role: produce, topic: orders, clientID: payment-service}\n        - {role: consume, topic: events}\n";
     let m = model(&cnp("kafka", "k", "{matchLabels: {app: kafka}}", body));
     let k = |a, t: &str, c: &str| Some(L7Request::Kafka(requests_for(a, t, c)));
-    let ok = m.decide(&flow(&m, "backend/api", "kafka/kafka", 9092, k(KafkaAction::Produce, "orders", "payment-service")));
+    let ok = m.decide(&flow(
+        &m,
+        "backend/api",
+        "kafka/kafka",
+        9092,
+        k(KafkaAction::Produce, "orders", "payment-service"),
+    ));
     assert_eq!((ok.decision, ok.proxied), (Decision::Allow, true));
     for (a, t, c) in [
         (KafkaAction::Produce, "orders", "rogue-service"),
@@ -233,9 +450,23 @@ fn kafka_rules_decide_topic_and_client_id() {
         (KafkaAction::Consume, "orders", "payment-service"),
     ] {
         let d = m.decide(&flow(&m, "backend/api", "kafka/kafka", 9092, k(a, t, c)));
-        assert_eq!((d.decision, d.layer, d.outcome), (Decision::Deny, Some(Layer::L7), Outcome::KafkaTopicAuthorizationFailed), "{a:?} {t} {c}");
+        assert_eq!(
+            (d.decision, d.layer, d.outcome),
+            (
+                Decision::Deny,
+                Some(Layer::L7),
+                Outcome::KafkaTopicAuthorizationFailed
+            ),
+            "{a:?} {t} {c}"
+        );
     }
-    let consume = m.decide(&flow(&m, "backend/api", "kafka/kafka", 9092, k(KafkaAction::Consume, "events", "payment-service")));
+    let consume = m.decide(&flow(
+        &m,
+        "backend/api",
+        "kafka/kafka",
+        9092,
+        k(KafkaAction::Consume, "events", "payment-service"),
+    ));
     assert_eq!(consume.decision, Decision::Allow);
 }
 
@@ -246,34 +477,94 @@ fn default_allow_l7_rules_do_not_block_from_1_18() {
     let yaml = cnp("backend", "p", "{matchLabels: {role: backend-api}}", &body);
     let del = http("DELETE", "/x", &[]);
     let m18 = model_v(&yaml, CiliumVersion::new(1, 18));
-    assert_eq!(m18.decide(&flow(&m18, "backend/impostor", "backend/api", 8080, del.clone())).decision, Decision::Allow);
-    assert_eq!(m18.decide(&flow(&m18, "backend/api", "backend/api", 9090, None)).decision, Decision::Allow);
+    assert_eq!(
+        m18.decide(&flow(
+            &m18,
+            "backend/impostor",
+            "backend/api",
+            8080,
+            del.clone()
+        ))
+        .decision,
+        Decision::Allow
+    );
+    assert_eq!(
+        m18.decide(&flow(&m18, "backend/api", "backend/api", 9090, None))
+            .decision,
+        Decision::Allow
+    );
     let m17 = model_v(&yaml, CiliumVersion::new(1, 17));
-    assert_eq!(m17.decide(&flow(&m17, "backend/impostor", "backend/api", 8080, del)).decision, Decision::Deny);
+    assert_eq!(
+        m17.decide(&flow(&m17, "backend/impostor", "backend/api", 8080, del))
+            .decision,
+        Decision::Deny
+    );
 }
 
 // §4: a rule with ports and no peer field admits every peer; an empty peer list admits none.
 #[test]
 fn missing_peer_field_means_all_but_empty_list_means_none() {
-    let all = model(&cnp("frontend", "p", "{matchLabels: {role: frontend}}", "  ingress:\n  - toPorts: [{ports: [{port: \"443\"}]}]\n"));
-    assert_eq!(all.decide(&flow(&all, "backend/api", "frontend/frontend", 443, None)).decision, Decision::Allow);
-    let none = model(&cnp("frontend", "p", "{matchLabels: {role: frontend}}", "  ingress:\n  - fromEndpoints: []\n    toPorts: [{ports: [{port: \"443\"}]}]\n"));
-    assert_eq!(none.decide(&flow(&none, "backend/api", "frontend/frontend", 443, None)).decision, Decision::Deny);
+    let all = model(&cnp(
+        "frontend",
+        "p",
+        "{matchLabels: {role: frontend}}",
+        "  ingress:\n  - toPorts: [{ports: [{port: \"443\"}]}]\n",
+    ));
+    assert_eq!(
+        all.decide(&flow(&all, "backend/api", "frontend/frontend", 443, None))
+            .decision,
+        Decision::Allow
+    );
+    let none = model(&cnp(
+        "frontend",
+        "p",
+        "{matchLabels: {role: frontend}}",
+        "  ingress:\n  - fromEndpoints: []\n    toPorts: [{ports: [{port: \"443\"}]}]\n",
+    ));
+    assert_eq!(
+        none.decide(&flow(&none, "backend/api", "frontend/frontend", 443, None))
+            .decision,
+        Decision::Deny
+    );
 }
 
 // Named ports resolve against the destination's container ports.
 #[test]
 fn named_ports_resolve_against_the_destination() {
-    let m = model(&cnp("frontend", "p", "{matchLabels: {role: frontend}}", "  ingress:\n  - toPorts: [{ports: [{port: https, protocol: TCP}]}]\n"));
-    assert_eq!(m.decide(&flow(&m, "lb", "frontend/frontend", 443, None)).decision, Decision::Allow);
-    assert_eq!(m.decide(&flow(&m, "lb", "frontend/frontend", 80, None)).decision, Decision::Deny);
+    let m = model(&cnp(
+        "frontend",
+        "p",
+        "{matchLabels: {role: frontend}}",
+        "  ingress:\n  - toPorts: [{ports: [{port: https, protocol: TCP}]}]\n",
+    ));
+    assert_eq!(
+        m.decide(&flow(&m, "lb", "frontend/frontend", 443, None))
+            .decision,
+        Decision::Allow
+    );
+    assert_eq!(
+        m.decide(&flow(&m, "lb", "frontend/frontend", 80, None))
+            .decision,
+        Decision::Deny
+    );
 }
 
 // §6: an L3/L4 drop of UDP is no response; of TCP a connect timeout.
 #[test]
 fn l4_drops_predict_timeouts_not_resets() {
-    let m = model(&cnp("database", "p", "{matchLabels: {app: postgres}}", "  egress:\n  - {}\n"));
-    let mut f = flow(&m, "database/postgres", "kube-system/kube-dns", 53, Some(L7Request::Dns("x.".into())));
+    let m = model(&cnp(
+        "database",
+        "p",
+        "{matchLabels: {app: postgres}}",
+        "  egress:\n  - {}\n",
+    ));
+    let mut f = flow(
+        &m,
+        "database/postgres",
+        "kube-system/kube-dns",
+        53,
+        Some(L7Request::Dns("x.".into())),
+    );
     f.protocol = Protocol::Udp;
     assert_eq!(m.decide(&f).outcome, Outcome::NoResponse);
     f.protocol = Protocol::Tcp;
@@ -283,7 +574,20 @@ fn l4_drops_predict_timeouts_not_resets() {
 // §9: traffic from the local host to its pods is always allowed.
 #[test]
 fn host_to_pod_is_always_allowed() {
-    let m = model(&cnp("backend", "p", "{matchLabels: {role: backend-api}}", API_L4));
-    assert_eq!(m.decide(&flow(&m, "host", "backend/api", 8080, None)).decision, Decision::Allow);
-    assert_eq!(m.decide(&flow(&m, "remote-node", "backend/api", 8080, None)).decision, Decision::Deny);
+    let m = model(&cnp(
+        "backend",
+        "p",
+        "{matchLabels: {role: backend-api}}",
+        API_L4,
+    ));
+    assert_eq!(
+        m.decide(&flow(&m, "host", "backend/api", 8080, None))
+            .decision,
+        Decision::Allow
+    );
+    assert_eq!(
+        m.decide(&flow(&m, "remote-node", "backend/api", 8080, None))
+            .decision,
+        Decision::Deny
+    );
 }

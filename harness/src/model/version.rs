@@ -14,15 +14,31 @@ pub struct CiliumVersion {
 }
 
 /// The version the model assumes when none is given.
-pub const DEFAULT_VERSION: CiliumVersion = CiliumVersion { major: 1, minor: 19, patch: None };
+pub const DEFAULT_VERSION: CiliumVersion = CiliumVersion {
+    major: 1,
+    minor: 19,
+    patch: None,
+};
 
 /// Oldest and newest versions whose semantics the model knows.
-pub const OLDEST: CiliumVersion = CiliumVersion { major: 1, minor: 16, patch: None };
-pub const NEWEST: CiliumVersion = CiliumVersion { major: 1, minor: 20, patch: None };
+pub const OLDEST: CiliumVersion = CiliumVersion {
+    major: 1,
+    minor: 16,
+    patch: None,
+};
+pub const NEWEST: CiliumVersion = CiliumVersion {
+    major: 1,
+    minor: 20,
+    patch: None,
+};
 
 impl CiliumVersion {
     pub const fn new(major: u16, minor: u16) -> Self {
-        CiliumVersion { major, minor, patch: None }
+        CiliumVersion {
+            major,
+            minor,
+            patch: None,
+        }
     }
 
     fn at_least(self, major: u16, minor: u16) -> bool {
@@ -74,7 +90,9 @@ impl Serialize for CiliumVersion {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("`{0}` is not a Cilium version (expected MAJOR.MINOR or MAJOR.MINOR.PATCH, e.g. 1.19 or 1.19.6)")]
+#[error(
+    "`{0}` is not a Cilium version (expected MAJOR.MINOR or MAJOR.MINOR.PATCH, e.g. 1.19 or 1.19.6)"
+)]
 pub struct BadVersion(String);
 
 impl FromStr for CiliumVersion {
@@ -86,8 +104,16 @@ impl FromStr for CiliumVersion {
         let parts: Vec<&str> = t.split('.').collect();
         let num = |p: &str| p.parse::<u16>().map_err(|_| BadVersion(s.to_string()));
         match parts.as_slice() {
-            [a, b] => Ok(CiliumVersion { major: num(a)?, minor: num(b)?, patch: None }),
-            [a, b, c] => Ok(CiliumVersion { major: num(a)?, minor: num(b)?, patch: Some(num(c)?) }),
+            [a, b] => Ok(CiliumVersion {
+                major: num(a)?,
+                minor: num(b)?,
+                patch: None,
+            }),
+            [a, b, c] => Ok(CiliumVersion {
+                major: num(a)?,
+                minor: num(b)?,
+                patch: Some(num(c)?),
+            }),
             _ => Err(BadVersion(s.to_string())),
         }
     }
@@ -99,7 +125,10 @@ mod tests {
 
     #[test]
     fn versions_parse_with_and_without_patch() {
-        assert_eq!("1.19".parse::<CiliumVersion>().unwrap(), CiliumVersion::new(1, 19));
+        assert_eq!(
+            "1.19".parse::<CiliumVersion>().unwrap(),
+            CiliumVersion::new(1, 19)
+        );
         let v: CiliumVersion = "v1.20.0-pre.4".parse().unwrap();
         assert_eq!((v.major, v.minor, v.patch), (1, 20, Some(0)));
         assert!("1".parse::<CiliumVersion>().is_err());

@@ -27,10 +27,44 @@ pub fn esc(s: &str) -> String {
     out
 }
 
+/// Escape prose, and show `backticked` spans as code (the model writes field names and selectors that way).
+/// An odd number of backticks leaves them all as they are.
+pub fn prose(s: &str) -> String {
+    let escaped = esc(s);
+    if escaped.matches('`').count() % 2 == 1 {
+        return escaped;
+    }
+    let mut out = String::with_capacity(escaped.len() + 16);
+    for (i, part) in escaped.split('`').enumerate() {
+        if i % 2 == 1 {
+            out.push_str("<code>");
+            out.push_str(part);
+            out.push_str("</code>");
+        } else {
+            out.push_str(part);
+        }
+    }
+    out
+}
+
 /// An anchor-safe id for a scenario row.
 fn anchor(prefix: &str, s: &str) -> String {
-    let body: String = s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect();
+    let body: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
     format!("{prefix}-{body}")
+}
+
+/// A cell value: escaped, with a line-break opportunity after each `_` (`kafka_topic_authorization_failed`).
+fn value(s: &str) -> String {
+    format!("<span class=\"v\">{}</span>", esc(s).replace('_', "_<wbr>"))
 }
 
 fn badge(st: Status) -> String {
@@ -57,7 +91,11 @@ pub(super) fn render(r: &Results) -> String {
         o,
         "<header>\n<h1>Cilium policy conformance<span class=\"verdict {}\">{}</span></h1>",
         if good { "good" } else { "bad" },
-        if good { "every intent holds" } else { "needs attention" }
+        if good {
+            "every intent holds"
+        } else {
+            "needs attention"
+        }
     );
     let e = &r.environment;
     let _ = writeln!(
@@ -102,8 +140,8 @@ pub(super) fn render(r: &Results) -> String {
         if run {
             let _ = writeln!(
                 o,
-                "<colgroup><col style=\"width:23%\"><col style=\"width:8%\"><col style=\"width:22%\">\
-                 <col style=\"width:15%\"><col style=\"width:20%\"><col style=\"width:12%\"></colgroup>\n\
+                "<colgroup><col style=\"width:28%\"><col style=\"width:9%\"><col style=\"width:19%\">\
+                 <col style=\"width:14%\"><col style=\"width:18%\"><col style=\"width:12%\"></colgroup>\n\
                  <thead><tr><th>Scenario</th><th>Intent</th><th>Model</th><th>Client</th><th>Hubble</th><th>Status</th></tr></thead>"
             );
         } else {
@@ -152,22 +190,37 @@ fn write_counts(o: &mut String, r: &Results) {
         cards.push((
             "divergence",
             sm.model_divergences,
-            if sm.model_divergences == 1 { "model divergence" } else { "model divergences" },
+            if sm.model_divergences == 1 {
+                "model divergence"
+            } else {
+                "model divergences"
+            },
         ));
     }
     let _ = writeln!(o, "<div class=\"counts\">");
     for (class, n, word) in cards {
-        let _ = writeln!(o, "<div class=\"count {class}\"><span class=\"n\">{n}</span>{}</div>", esc(word));
+        let _ = writeln!(
+            o,
+            "<div class=\"count {class}\"><span class=\"n\">{n}</span>{}</div>",
+            esc(word)
+        );
     }
     let _ = writeln!(o, "</div>");
 }
 
 fn write_attention(o: &mut String, r: &Results, all: &[&ScenarioResult]) {
-    let attention: Vec<&&ScenarioResult> = all.iter().filter(|s| evidence::needs_explaining(s)).collect();
+    let attention: Vec<&&ScenarioResult> = all
+        .iter()
+        .filter(|s| evidence::needs_explaining(s))
+        .collect();
     if attention.is_empty() {
         return;
     }
-    let _ = writeln!(o, "<section class=\"card attention\">\n<h2>Needs attention <small>{}</small></h2>\n<ul class=\"plain\">", attention.len());
+    let _ = writeln!(
+        o,
+        "<section class=\"card attention\">\n<h2>Needs attention <small>{}</small></h2>\n<ul class=\"plain\">",
+        attention.len()
+    );
     for s in attention {
         let mut reason = s.reason.clone();
         if reason.is_empty() && s.model_divergence {
@@ -180,8 +233,16 @@ fn write_attention(o: &mut String, r: &Results, all: &[&ScenarioResult]) {
             esc(&anchor("s", &s.id)),
             esc(&s.id),
             esc(&s.phase),
-            if s.model_divergence && r.kind == ResultsKind::Run { " <span class=\"badge divergence\">model diverged</span>" } else { "" },
-            if reason.is_empty() { String::new() } else { format!(": {}", esc(&reason)) }
+            if s.model_divergence && r.kind == ResultsKind::Run {
+                " <span class=\"badge divergence\">model diverged</span>"
+            } else {
+                ""
+            },
+            if reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", prose(&reason))
+            }
         );
     }
     let _ = writeln!(o, "</ul>\n</section>");
@@ -197,16 +258,25 @@ fn write_policies(o: &mut String, r: &Results) {
         let _ = writeln!(o, "<p class=\"muted\">No policies.</p>\n</section>");
         return;
     }
-    let _ = writeln!(o, "<table class=\"policies\">\n<thead><tr><th>Policy</th><th>File</th><th>Status</th><th>Warnings</th></tr></thead>\n<tbody>");
+    let _ = writeln!(
+        o,
+        "<table class=\"policies\">\n<thead><tr><th>Policy</th><th>File</th><th>Status</th><th>Warnings</th></tr></thead>\n<tbody>"
+    );
     // Rejected policies first: they are the ones that do not do what the file says.
     let mut ordered: Vec<_> = r.policies.iter().collect();
     ordered.sort_by_key(|p| (p.status == PolicyStatus::InForce, p.warnings.is_empty()));
     for p in ordered {
         let (class, status) = match &p.status {
-            PolicyStatus::InForce => ("in-force", "<span class=\"badge pass\">in force</span>".to_string()),
+            PolicyStatus::InForce => (
+                "in-force",
+                "<span class=\"badge pass\">in force</span>".to_string(),
+            ),
             PolicyStatus::Rejected { reason } => (
                 "rejected",
-                format!("<span class=\"badge fail\">rejected</span><div class=\"why\">{}</div>", esc(reason)),
+                format!(
+                    "<span class=\"badge fail\">rejected</span><div class=\"why\">{}</div>",
+                    prose(reason)
+                ),
             ),
         };
         let warnings = if p.warnings.is_empty() {
@@ -214,7 +284,10 @@ fn write_policies(o: &mut String, r: &Results) {
         } else {
             format!(
                 "<ul class=\"plain\">{}</ul>",
-                p.warnings.iter().map(|w| format!("<li>{}</li>", esc(w))).collect::<String>()
+                p.warnings
+                    .iter()
+                    .map(|w| format!("<li>{}</li>", prose(w)))
+                    .collect::<String>()
             )
         };
         let _ = writeln!(
@@ -243,8 +316,10 @@ fn flows_list(flows: &[serde_json::Value]) -> String {
     if flows.is_empty() {
         return String::new();
     }
-    let items: String =
-        flows.iter().map(|f| format!("<li><code>{}</code></li>", esc(&evidence::flow_line(f)))).collect();
+    let items: String = flows
+        .iter()
+        .map(|f| format!("<li><code>{}</code></li>", esc(&evidence::flow_line(f))))
+        .collect();
     format!("<ul class=\"flows\">{items}</ul>")
 }
 
@@ -259,12 +334,19 @@ fn write_row(o: &mut String, kind: ResultsKind, s: &ScenarioResult) {
     );
 
     // Scenario: id, description, what is probed.
-    let probe: Vec<String> =
-        [evidence::route(s), evidence::request_short(s)].into_iter().filter(|x| !x.is_empty()).collect();
+    let probe: Vec<String> = [evidence::route(s), evidence::request_short(s)]
+        .into_iter()
+        .filter(|x| !x.is_empty())
+        .collect();
     let note = s
         .note
         .as_ref()
-        .map(|n| format!("<details><summary>note</summary><div class=\"why\">{}</div></details>", esc(n)))
+        .map(|n| {
+            format!(
+                "<details><summary>note</summary><div class=\"why\">{}</div></details>",
+                prose(n)
+            )
+        })
         .unwrap_or_default();
     let _ = write!(
         o,
@@ -274,75 +356,105 @@ fn write_row(o: &mut String, kind: ResultsKind, s: &ScenarioResult) {
         esc(&probe.join(" · "))
     );
 
-    let _ = write!(o, "<td class=\"cell intent\"><span class=\"v\">{}</span></td>", esc(&s.intent.to_string()));
+    let _ = write!(
+        o,
+        "<td class=\"cell intent\">{}</td>",
+        value(&s.intent.to_string())
+    );
 
     // Model.
-    let mut body = format!("<div class=\"why\">{}</div>", esc(&s.model.explanation));
+    let mut body = format!("<div class=\"why\">{}</div>", prose(&s.model.explanation));
     for n in &s.model.notes {
-        let _ = write!(body, "<div class=\"why muted\">note: {}</div>", esc(n));
+        let _ = write!(body, "<div class=\"why muted\">note: {}</div>", prose(n));
     }
     if !s.model.policies.is_empty() {
-        let _ = write!(body, "<div class=\"why muted\">policies: {}</div>", esc(&s.model.policies.join(", ")));
+        let _ = write!(
+            body,
+            "<div class=\"why muted\">policies: {}</div>",
+            esc(&s.model.policies.join(", "))
+        );
     }
     let model_open = cells.model != CellState::Agrees || s.model_divergence;
     let diverges = if s.model_divergence { " diverges" } else { "" };
     let _ = write!(
         o,
-        "<td class=\"cell model {}{diverges}\"><span class=\"v\">{}</span>{}</td>",
+        "<td class=\"cell model {}{diverges}\">{}{}</td>",
         cells.model.as_str(),
-        esc(&evidence::model_short(s)),
+        value(&evidence::model_short(s)),
         explained(model_open, &body)
     );
 
     if kind == ResultsKind::Run {
-        // Client.
-        let (value, body) = match &s.client {
-            Some(c) => (c.outcome.as_str().to_string(), format!("<div class=\"why\">{}</div>", esc(&c.detail))),
-            None if s.status == Status::NotApplicable => ("—".to_string(), String::new()),
-            None => ("—".to_string(), "<div class=\"why\">not collected</div>".to_string()),
+        // Client. A missing column is "not collected" unless nothing was expected there (Empty).
+        let missing = |state: CellState| {
+            if state == CellState::Empty {
+                String::new()
+            } else {
+                "<div class=\"why\">not collected</div>".to_string()
+            }
+        };
+        let (text, body) = match &s.client {
+            Some(c) => (
+                c.outcome.as_str().to_string(),
+                format!("<div class=\"why\">{}</div>", prose(&c.detail)),
+            ),
+            None => ("—".to_string(), missing(cells.client)),
         };
         let open = matches!(cells.client, CellState::Contradicts | CellState::Unclear);
         let _ = write!(
             o,
-            "<td class=\"cell client {}\"><span class=\"v\">{}</span>{}</td>",
+            "<td class=\"cell client {}\">{}{}</td>",
             cells.client.as_str(),
-            esc(&value),
+            value(&text),
             explained(open, &body)
         );
         // Hubble, with the flows that decided.
-        let (value, body) = match &s.hubble {
-            Some(h) => (evidence::hubble_short(s), format!("<div class=\"why\">{}</div>{}", esc(&h.detail), flows_list(&h.flows))),
-            None if s.status == Status::NotApplicable => ("—".to_string(), String::new()),
-            None => ("—".to_string(), "<div class=\"why\">not collected</div>".to_string()),
+        let (text, body) = match &s.hubble {
+            Some(h) => (
+                evidence::hubble_short(s),
+                format!(
+                    "<div class=\"why\">{}</div>{}",
+                    prose(&h.detail),
+                    flows_list(&h.flows)
+                ),
+            ),
+            None => ("—".to_string(), missing(cells.hubble)),
         };
         let open = matches!(cells.hubble, CellState::Contradicts | CellState::Unclear);
         let _ = write!(
             o,
-            "<td class=\"cell hubble {}\"><span class=\"v\">{}</span>{}</td>",
+            "<td class=\"cell hubble {}\">{}{}</td>",
             cells.hubble.as_str(),
-            esc(&value),
+            value(&text),
             explained(open, &body)
         );
     }
 
-    // Status, with the reason when it is not a plain pass.
+    // Status, with the reason when it is not a pass.
     let mut status = badge(s.status);
-    if !s.reason.is_empty() && !matches!(s.status, Status::Met | Status::Pass) {
-        let _ = write!(status, "<div class=\"why\">{}</div>", esc(&s.reason));
-    } else if !s.reason.is_empty() {
-        status.push_str(&explained(s.model_divergence, &format!("<div class=\"why\">{}</div>", esc(&s.reason))));
+    if let Some(ms) = s.timings.total_ms {
+        let _ = write!(
+            status,
+            "<span class=\"timing\">{}</span>",
+            esc(&duration(ms))
+        );
     }
     if s.model_divergence {
         status.push_str("<div><span class=\"badge divergence\">model diverged</span></div>");
     }
-    if let Some(ms) = s.timings.total_ms {
-        let _ = write!(status, "<div class=\"timing\">{}</div>", esc(&duration(ms)));
+    // A pass that diverged from the model needs no reason here: the model cell explains itself.
+    if !s.reason.is_empty() && !matches!(s.status, Status::Met | Status::Pass) {
+        let _ = write!(status, "<div class=\"why\">{}</div>", prose(&s.reason));
     }
     let _ = writeln!(o, "<td class=\"cell status\">{status}</td></tr>");
 }
 
 fn duration(ms: u64) -> String {
-    if ms < 1000 { format!("{ms} ms") } else { format!("{:.1} s", ms as f64 / 1000.0) }
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
 }
 
 #[cfg(test)]
@@ -351,7 +463,19 @@ mod tests {
 
     #[test]
     fn html_escaping_covers_markup_and_both_quotes() {
-        assert_eq!(esc("<a href=\"x\" title='y'>&</a>"), "&lt;a href=&quot;x&quot; title=&#39;y&#39;&gt;&amp;&lt;/a&gt;");
+        assert_eq!(
+            esc("<a href=\"x\" title='y'>&</a>"),
+            "&lt;a href=&quot;x&quot; title=&#39;y&#39;&gt;&amp;&lt;/a&gt;"
+        );
+    }
+
+    #[test]
+    fn backticked_spans_become_code_and_stay_escaped() {
+        assert_eq!(
+            prose("add `a: <b>` now"),
+            "add <code>a: &lt;b&gt;</code> now"
+        );
+        assert_eq!(prose("odd ` tick <i>"), "odd ` tick &lt;i&gt;");
     }
 
     #[test]

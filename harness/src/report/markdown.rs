@@ -12,10 +12,17 @@ use crate::results::{Results, ResultsKind, ScenarioResult, Status};
 /// there). An unmatched backtick is escaped.
 pub fn text(s: &str) -> String {
     let ticks = s.matches('`').count();
+    let chars: Vec<char> = s.chars().collect();
     let mut out = String::with_capacity(s.len());
     let mut in_code = false;
     let mut seen_ticks = 0;
-    for ch in s.chars() {
+    for (i, &ch) in chars.iter().enumerate() {
+        // An underscore inside a word (`connect_timeout`) never starts emphasis in GFM.
+        let inside_word = |i: usize| {
+            i > 0
+                && chars[i - 1].is_alphanumeric()
+                && chars.get(i + 1).is_some_and(|c| c.is_alphanumeric())
+        };
         match ch {
             '\n' | '\r' => out.push(' '),
             '`' => {
@@ -33,6 +40,8 @@ pub fn text(s: &str) -> String {
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '&' => out.push_str("&amp;"),
+            '_' if inside_word(i) => out.push(ch),
+            '#' if i > 0 => out.push(ch),
             '\\' | '*' | '_' | '[' | ']' | '#' | '~' => {
                 out.push('\\');
                 out.push(ch);
@@ -46,7 +55,11 @@ pub fn text(s: &str) -> String {
 /// A code span around any text (backticks inside are avoided by a longer fence).
 fn code(s: &str) -> String {
     let s = s.replace(['\n', '\r'], " ").replace('|', "\\|");
-    if s.contains('`') { format!("`` {s} ``") } else { format!("`{s}`") }
+    if s.contains('`') {
+        format!("`` {s} ``")
+    } else {
+        format!("`{s}`")
+    }
 }
 
 fn status_badge(st: Status) -> String {
@@ -73,7 +86,11 @@ pub(super) fn render(r: &Results) -> String {
     let mut out = String::new();
     let all: Vec<&ScenarioResult> = r.scenarios.iter().collect();
     let icon = if super::all_good(r) { "✅" } else { "❌" };
-    let _ = writeln!(out, "## {icon} Cilium policy conformance: {}\n", text(&super::headline(r)));
+    let _ = writeln!(
+        out,
+        "## {icon} Cilium policy conformance: {}\n",
+        text(&super::headline(r))
+    );
     let _ = writeln!(out, "**{}**\n", text(&super::counts_text(r.kind, &all)));
     let _ = writeln!(out, "{}\n", text(&super::environment_details(r)));
 
@@ -97,9 +114,17 @@ pub(super) fn render(r: &Results) -> String {
     let _ = writeln!(out);
 
     for (phase, scenarios) in super::phases(r) {
-        let _ = writeln!(out, "### {} — {}\n", text(phase), text(&super::counts_text(r.kind, &scenarios)));
+        let _ = writeln!(
+            out,
+            "### {} — {}\n",
+            text(phase),
+            text(&super::counts_text(r.kind, &scenarios))
+        );
         if run {
-            let _ = writeln!(out, "| Scenario | Intent | Model | Client | Hubble | Status |");
+            let _ = writeln!(
+                out,
+                "| Scenario | Intent | Model | Client | Hubble | Status |"
+            );
             let _ = writeln!(out, "| --- | --- | --- | --- | --- | --- |");
         } else {
             let _ = writeln!(out, "| Scenario | Intent | Model | Status |");
@@ -130,7 +155,11 @@ pub(super) fn render(r: &Results) -> String {
         let _ = writeln!(out);
     }
 
-    let attention: Vec<&ScenarioResult> = all.iter().copied().filter(|s| evidence::needs_explaining(s)).collect();
+    let attention: Vec<&ScenarioResult> = all
+        .iter()
+        .copied()
+        .filter(|s| evidence::needs_explaining(s))
+        .collect();
     if !attention.is_empty() {
         let _ = writeln!(out, "### Needs attention ({})\n", attention.len());
         for s in attention {
@@ -148,7 +177,12 @@ pub(super) fn render(r: &Results) -> String {
 
 fn explain(out: &mut String, kind: ResultsKind, s: &ScenarioResult) {
     let cells = evidence::cells(kind, s);
-    let mut head = format!("{} {}: {}", status_badge(s.status), code(&s.id), text(&s.description));
+    let mut head = format!(
+        "{} {}: {}",
+        status_badge(s.status),
+        code(&s.id),
+        text(&s.description)
+    );
     if s.model_divergence {
         head.push_str(" (model diverged)");
     }
@@ -156,20 +190,32 @@ fn explain(out: &mut String, kind: ResultsKind, s: &ScenarioResult) {
     if !s.reason.is_empty() {
         let _ = writeln!(out, "- **why**: {}", text(&s.reason));
     }
-    let probe: Vec<String> =
-        [evidence::route(s), evidence::request_short(s)].into_iter().filter(|x| !x.is_empty()).collect();
+    let probe: Vec<String> = [evidence::route(s), evidence::request_short(s)]
+        .into_iter()
+        .filter(|x| !x.is_empty())
+        .collect();
     if !probe.is_empty() {
         let _ = writeln!(out, "- **probe**: {}", text(&probe.join(" · ")));
     }
     let _ = writeln!(out, "- **intent**: {}", text(&s.intent.to_string()));
-    let _ = writeln!(out, "- **model** {}: {}", cell(cells.model, &evidence::model_short(s)), text(&s.model.explanation));
+    let _ = writeln!(
+        out,
+        "- **model** {}: {}",
+        cell(cells.model, &evidence::model_short(s)),
+        text(&s.model.explanation)
+    );
     for n in &s.model.notes {
         let _ = writeln!(out, "  - note: {}", text(n));
     }
     if kind == ResultsKind::Run {
         match &s.client {
             Some(c) => {
-                let _ = writeln!(out, "- **client** {}: {}", cell(cells.client, c.outcome.as_str()), text(&c.detail));
+                let _ = writeln!(
+                    out,
+                    "- **client** {}: {}",
+                    cell(cells.client, c.outcome.as_str()),
+                    text(&c.detail)
+                );
             }
             None => {
                 let _ = writeln!(out, "- **client**: not collected");
@@ -177,7 +223,12 @@ fn explain(out: &mut String, kind: ResultsKind, s: &ScenarioResult) {
         }
         match &s.hubble {
             Some(h) => {
-                let _ = writeln!(out, "- **hubble** {}: {}", cell(cells.hubble, &evidence::hubble_short(s)), text(&h.detail));
+                let _ = writeln!(
+                    out,
+                    "- **hubble** {}: {}",
+                    cell(cells.hubble, &evidence::hubble_short(s)),
+                    text(&h.detail)
+                );
                 for f in &h.flows {
                     let _ = writeln!(out, "  - {}", code(&evidence::flow_line(f)));
                 }
@@ -199,8 +250,15 @@ mod tests {
 
     #[test]
     fn markdown_text_escapes_html_emphasis_and_cell_separators_but_keeps_code_spans() {
-        assert_eq!(text("<script>a|b</script>"), "&lt;script&gt;a\\|b&lt;/script&gt;");
-        assert_eq!(text("a *b* _c_"), "a \\*b\\* \\_c\\_");
+        assert_eq!(
+            text("<script>a|b</script>"),
+            "&lt;script&gt;a\\|b&lt;/script&gt;"
+        );
+        assert_eq!(
+            text("a *b* _c_ connect_timeout"),
+            "a \\*b\\* \\_c\\_ connect_timeout"
+        );
+        assert_eq!(text("# not a heading, §7 #2"), "\\# not a heading, §7 #2");
         assert_eq!(text("add `k8s:a_b: *` now"), "add `k8s:a_b: *` now");
         assert_eq!(text("odd ` tick"), "odd \\` tick");
         assert_eq!(text("two\nlines"), "two lines");

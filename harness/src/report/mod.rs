@@ -97,10 +97,14 @@ pub fn counts_text(kind: ResultsKind, scenarios: &[&ScenarioResult]) -> String {
 
 /// Whether the document as a whole is good: every scenario met or passed (not-applicable ones aside).
 pub fn all_good(results: &Results) -> bool {
-    results
-        .scenarios
-        .iter()
-        .all(|s| matches!(s.status, crate::results::Status::Met | crate::results::Status::Pass | crate::results::Status::NotApplicable))
+    results.scenarios.iter().all(|s| {
+        matches!(
+            s.status,
+            crate::results::Status::Met
+                | crate::results::Status::Pass
+                | crate::results::Status::NotApplicable
+        )
+    })
 }
 
 /// `posture hardened · Cilium 1.19 · live run`.
@@ -139,8 +143,15 @@ pub fn environment_details(results: &Results) -> String {
 /// `10 policies, 9 in force`.
 pub fn policies_text(results: &Results) -> String {
     let total = results.policies.len();
-    let in_force = results.policies.iter().filter(|p| p.status == PolicyStatus::InForce).count();
-    format!("{total} polic{}, {in_force} in force", if total == 1 { "y" } else { "ies" })
+    let in_force = results
+        .policies
+        .iter()
+        .filter(|p| p.status == PolicyStatus::InForce)
+        .count();
+    format!(
+        "{total} polic{}, {in_force} in force",
+        if total == 1 { "y" } else { "ies" }
+    )
 }
 
 /// A policy's file relative to the repository when it lies inside one (`policies/seed/x.yaml`), so that
@@ -156,8 +167,13 @@ pub fn short_file(file: &str) -> &str {
 /// line's indentation, e.g. a label); continuation lines start with `indent` spaces. Words longer than the
 /// width are kept whole.
 pub fn wrap(text: &str, width: usize, indent: usize) -> String {
+    wrap_from(text, width, indent, indent)
+}
+
+/// Like [`wrap`], for a first line that starts at column `first` (after a longer label).
+pub fn wrap_from(text: &str, width: usize, first: usize, indent: usize) -> String {
     let mut out = String::new();
-    let mut col = indent;
+    let mut col = first;
     let mut at_start = true;
     for word in text.split_whitespace() {
         let w = word.chars().count();
@@ -185,11 +201,15 @@ mod tests {
         assert_eq!(wrap("aaa bbb ccc", 9, 2), "aaa bbb\n  ccc");
         assert_eq!(wrap("a-very-long-word x", 5, 1), "a-very-long-word\n x");
         assert_eq!(wrap("", 10, 0), "");
+        assert_eq!(wrap_from("aaa bbb", 8, 4, 1), "aaa\n bbb");
     }
 
     #[test]
     fn policy_files_are_shown_relative_to_the_repository() {
-        assert_eq!(short_file("/work/main/policies/seed/a.yaml"), "policies/seed/a.yaml");
+        assert_eq!(
+            short_file("/work/main/policies/seed/a.yaml"),
+            "policies/seed/a.yaml"
+        );
         assert_eq!(short_file("elsewhere/a.yaml"), "elsewhere/a.yaml");
     }
 }

@@ -16,7 +16,11 @@ struct Paint {
 
 impl Paint {
     fn code(&self, s: &str, code: &str) -> String {
-        if self.on && !s.is_empty() { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() }
+        if self.on && !s.is_empty() {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
     }
     fn bold(&self, s: &str) -> String {
         self.code(s, "1")
@@ -52,7 +56,11 @@ fn marker(state: CellState) -> &'static str {
 
 fn pad(s: &str, w: usize) -> String {
     let n = s.chars().count();
-    if n >= w { s.to_string() } else { format!("{s}{}", " ".repeat(w - n)) }
+    if n >= w {
+        s.to_string()
+    } else {
+        format!("{s}{}", " ".repeat(w - n))
+    }
 }
 
 pub(super) fn render(r: &Results, colour: bool) -> String {
@@ -60,13 +68,24 @@ pub(super) fn render(r: &Results, colour: bool) -> String {
     let mut out = String::new();
     let run = r.kind == ResultsKind::Run;
 
-    let _ = writeln!(out, "{}", p.bold(&format!("Cilium policy conformance · {}", super::headline(r))));
+    let _ = writeln!(
+        out,
+        "{}",
+        p.bold(&format!(
+            "Cilium policy conformance · {}",
+            super::headline(r)
+        ))
+    );
     let _ = writeln!(out, "{}", p.dim(&super::environment_details(r)));
     write_policies(&mut out, r, &p);
 
     let all: Vec<&ScenarioResult> = r.scenarios.iter().collect();
     let width = |f: &dyn Fn(&ScenarioResult) -> String, min: usize| {
-        all.iter().map(|s| f(s).chars().count()).max().unwrap_or(min).max(min)
+        all.iter()
+            .map(|s| f(s).chars().count())
+            .max()
+            .unwrap_or(min)
+            .max(min)
     };
     let idw = width(&|s| s.id.clone(), 8);
     let inw = width(&|s| s.intent.to_string(), 6);
@@ -82,9 +101,18 @@ pub(super) fn render(r: &Results, colour: bool) -> String {
             p.bold(phase),
             p.dim(&format!("· {}", super::counts_text(r.kind, &scenarios)))
         );
-        let mut header = format!("  {}  {}  {}", pad("SCENARIO", idw), pad("INTENT", inw), pad("  MODEL", mow));
+        let mut header = format!(
+            "  {}  {}  {}",
+            pad("SCENARIO", idw),
+            pad("INTENT", inw),
+            pad("  MODEL", mow)
+        );
         if run {
-            header.push_str(&format!("  {}  {}", pad("  CLIENT", clw), pad("  HUBBLE", huw)));
+            header.push_str(&format!(
+                "  {}  {}",
+                pad("  CLIENT", clw),
+                pad("  HUBBLE", huw)
+            ));
         }
         header.push_str("  STATUS");
         let _ = writeln!(out, "{}", p.dim(&header));
@@ -94,13 +122,31 @@ pub(super) fn render(r: &Results, colour: bool) -> String {
                 "  {}  {}  {}",
                 pad(&s.id, idw),
                 pad(&s.intent.to_string(), inw),
-                p.cell(cells.model, &pad(&format!("{}{}", marker(cells.model), evidence::model_short(s)), mow)),
+                p.cell(
+                    cells.model,
+                    &pad(
+                        &format!("{}{}", marker(cells.model), evidence::model_short(s)),
+                        mow
+                    )
+                ),
             );
             if run {
                 line.push_str(&format!(
                     "  {}  {}",
-                    p.cell(cells.client, &pad(&format!("{}{}", marker(cells.client), evidence::client_short(s)), clw)),
-                    p.cell(cells.hubble, &pad(&format!("{}{}", marker(cells.hubble), evidence::hubble_short(s)), huw)),
+                    p.cell(
+                        cells.client,
+                        &pad(
+                            &format!("{}{}", marker(cells.client), evidence::client_short(s)),
+                            clw
+                        )
+                    ),
+                    p.cell(
+                        cells.hubble,
+                        &pad(
+                            &format!("{}{}", marker(cells.hubble), evidence::hubble_short(s)),
+                            huw
+                        )
+                    ),
                 ));
             }
             let mut status = s.status.as_str().to_string();
@@ -112,10 +158,18 @@ pub(super) fn render(r: &Results, colour: bool) -> String {
         }
     }
 
-    let attention: Vec<&ScenarioResult> = r.scenarios.iter().filter(|s| evidence::needs_explaining(s)).collect();
+    let attention: Vec<&ScenarioResult> = r
+        .scenarios
+        .iter()
+        .filter(|s| evidence::needs_explaining(s))
+        .collect();
     if !attention.is_empty() {
         let _ = writeln!(out);
-        let _ = writeln!(out, "{}", p.bold(&format!("Needs attention ({}):", attention.len())));
+        let _ = write!(
+            out,
+            "{}",
+            p.bold(&format!("Needs attention ({}):", attention.len()))
+        );
         for s in attention {
             write_explanation(&mut out, r.kind, s, &p);
         }
@@ -137,13 +191,22 @@ fn write_policies(out: &mut String, r: &Results, p: &Paint) {
     let _ = writeln!(out, "Policies: {}", super::policies_text(r));
     for pol in &r.policies {
         if let PolicyStatus::Rejected { reason } = &pol.status {
-            let head = format!("  {} {} ({}:{}): ", p.code("rejected", "33;1"), pol.name, super::short_file(&pol.file), pol.line);
-            let _ = writeln!(out, "{head}{}", super::wrap(reason, WIDTH, 4));
+            let _ = writeln!(
+                out,
+                "  {} {} ({}:{})\n    {}",
+                p.code("rejected", "33;1"),
+                pol.name,
+                super::short_file(&pol.file),
+                pol.line,
+                super::wrap(reason, WIDTH, 4)
+            );
         }
     }
     for pol in &r.policies {
         for w in &pol.warnings {
-            let _ = writeln!(out, "  {} {}: {}", p.code("warning", "33"), pol.name, super::wrap(w, WIDTH, 4));
+            let head = format!("  warning {}: ", pol.name);
+            let text = super::wrap_from(w, WIDTH, head.chars().count(), 4);
+            let _ = writeln!(out, "  {} {}: {text}", p.code("warning", "33"), pol.name);
         }
     }
 }
@@ -151,7 +214,12 @@ fn write_policies(out: &mut String, r: &Results, p: &Paint) {
 /// One labelled line of an explanation: `    model   deny l7 ingress: …`, wrapped under the text.
 fn labelled(out: &mut String, label: &str, text: &str, p: &Paint) {
     const INDENT: usize = 12;
-    let _ = writeln!(out, "    {}{}", p.dim(&pad(label, INDENT - 4)), super::wrap(text, WIDTH, INDENT));
+    let _ = writeln!(
+        out,
+        "    {}{}",
+        p.dim(&pad(label, INDENT - 4)),
+        super::wrap(text, WIDTH, INDENT)
+    );
 }
 
 fn write_explanation(out: &mut String, kind: ResultsKind, s: &ScenarioResult, p: &Paint) {
@@ -160,28 +228,69 @@ fn write_explanation(out: &mut String, kind: ResultsKind, s: &ScenarioResult, p:
     if s.model_divergence {
         status.push_str(", model divergence");
     }
-    let _ = writeln!(out, "  {} · {} · {}", p.bold(&s.id), p.status(s.status, &status), s.description);
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "  {} · {} · {}",
+        p.bold(&s.id),
+        p.status(s.status, &status),
+        s.description
+    );
     if !s.reason.is_empty() {
         labelled(out, "why", &s.reason, p);
     }
     let route = evidence::route(s);
     let request = evidence::request_short(s);
     if !route.is_empty() || !request.is_empty() {
-        labelled(out, "probe", &[route, request].into_iter().filter(|x| !x.is_empty()).collect::<Vec<_>>().join(" · "), p);
+        labelled(
+            out,
+            "probe",
+            &[route, request]
+                .into_iter()
+                .filter(|x| !x.is_empty())
+                .collect::<Vec<_>>()
+                .join(" · "),
+            p,
+        );
     }
     labelled(out, "intent", &s.intent.to_string(), p);
-    labelled(out, "model", &format!("{}{}: {}", marker(cells.model), evidence::model_short(s), s.model.explanation), p);
+    labelled(
+        out,
+        "model",
+        &format!(
+            "{}{}: {}",
+            marker(cells.model),
+            evidence::model_short(s),
+            s.model.explanation
+        ),
+        p,
+    );
     for n in &s.model.notes {
         labelled(out, "", &format!("note: {n}"), p);
     }
     if kind == ResultsKind::Run {
         match &s.client {
-            Some(c) => labelled(out, "client", &format!("{}{}: {}", marker(cells.client), c.outcome, c.detail), p),
+            Some(c) => labelled(
+                out,
+                "client",
+                &format!("{}{}: {}", marker(cells.client), c.outcome, c.detail),
+                p,
+            ),
             None => labelled(out, "client", "not collected", p),
         }
         match &s.hubble {
             Some(h) => {
-                labelled(out, "hubble", &format!("{}{}: {}", marker(cells.hubble), evidence::hubble_short(s), h.detail), p);
+                labelled(
+                    out,
+                    "hubble",
+                    &format!(
+                        "{}{}: {}",
+                        marker(cells.hubble),
+                        evidence::hubble_short(s),
+                        h.detail
+                    ),
+                    p,
+                );
                 for f in &h.flows {
                     labelled(out, "", &format!("flow {}", evidence::flow_line(f)), p);
                 }

@@ -50,7 +50,9 @@ pub fn client_reading(outcome: Outcome) -> Reading {
         NetworkMeaning::Allowed => Reading::Allow,
         NetworkMeaning::DeniedL4 => Reading::DenyL4(None),
         NetworkMeaning::DeniedL7 => Reading::DenyL7,
-        NetworkMeaning::Unclear => Reading::Unclear(format!("client outcome {outcome} says nothing certain about policy")),
+        NetworkMeaning::Unclear => Reading::Unclear(format!(
+            "client outcome {outcome} says nothing certain about policy"
+        )),
     }
 }
 
@@ -63,13 +65,19 @@ fn agrees(intent: &Intent, r: &Reading, check_direction: bool) -> Option<Result<
     if let (Some(want), Some(got)) = (intent.layer, layer)
         && want != got
     {
-        return Some(Err(format!("right verdict, wrong reason: intent {intent}, observed {}", r.label())));
+        return Some(Err(format!(
+            "right verdict, wrong reason: intent {intent}, observed {}",
+            r.label()
+        )));
     }
     if check_direction
         && let (Some(want), Reading::DenyL4(Some(got))) = (intent.direction, r)
         && want != *got
     {
-        return Some(Err(format!("right verdict, wrong reason: intent {intent}, observed {}", r.label())));
+        return Some(Err(format!(
+            "right verdict, wrong reason: intent {intent}, observed {}",
+            r.label()
+        )));
     }
     Some(Ok(()))
 }
@@ -86,7 +94,12 @@ pub struct Judgement {
 ///
 /// `client`/`hubble` are `None` when that evidence could not be collected at all (the caller passes the
 /// reason as `Reading::Unclear` when it knows it).
-pub fn judge(intent: &Intent, model: &Verdict, client: Option<&Reading>, hubble: Option<&Reading>) -> Judgement {
+pub fn judge(
+    intent: &Intent,
+    model: &Verdict,
+    client: Option<&Reading>,
+    hubble: Option<&Reading>,
+) -> Judgement {
     let missing = Reading::Unclear("not collected".into());
     let client = client.unwrap_or(&missing);
     let hubble = hubble.unwrap_or(&missing);
@@ -100,7 +113,14 @@ pub fn judge(intent: &Intent, model: &Verdict, client: Option<&Reading>, hubble:
         }
     }
     // The model diverges when a conclusive observation differs from its prediction.
-    let predicted = (model.decision, if model.decision == Decision::Deny { model.layer } else { None });
+    let predicted = (
+        model.decision,
+        if model.decision == Decision::Deny {
+            model.layer
+        } else {
+            None
+        },
+    );
     let model_divergence = [client, hubble]
         .iter()
         .filter_map(|r| r.decision())
@@ -108,16 +128,30 @@ pub fn judge(intent: &Intent, model: &Verdict, client: Option<&Reading>, hubble:
     let (status, reason) = if !failures.is_empty() {
         (Status::Fail, failures.join("; "))
     } else if !unclear.is_empty() {
-        (Status::Inconclusive, format!("evidence missing or unclear: {}", unclear.join("; ")))
+        (
+            Status::Inconclusive,
+            format!("evidence missing or unclear: {}", unclear.join("; ")),
+        )
     } else {
-        (Status::Pass, format!("client and Hubble agree with the intent ({intent})"))
+        (
+            Status::Pass,
+            format!("client and Hubble agree with the intent ({intent})"),
+        )
     };
     let reason = if model_divergence {
-        format!("{reason}; the model predicted {} ({})", crate::output::verdict_short(model), model.explanation)
+        format!(
+            "{reason}; the model predicted {} ({})",
+            crate::output::verdict_short(model),
+            model.explanation
+        )
     } else {
         reason
     };
-    Judgement { status, reason, model_divergence }
+    Judgement {
+        status,
+        reason,
+        model_divergence,
+    }
 }
 
 #[cfg(test)]
@@ -140,30 +174,58 @@ mod tests {
     }
 
     fn deny(layer: Option<Layer>) -> Intent {
-        Intent { decision: Decision::Deny, layer, direction: None }
+        Intent {
+            decision: Decision::Deny,
+            layer,
+            direction: None,
+        }
     }
 
-    const ALLOW: Intent = Intent { decision: Decision::Allow, layer: None, direction: None };
+    const ALLOW: Intent = Intent {
+        decision: Decision::Allow,
+        layer: None,
+        direction: None,
+    };
 
     #[test]
     fn both_columns_agreeing_with_the_intent_pass() {
-        let j = judge(&deny(Some(Layer::L4)), &verdict(Decision::Deny, Some(Layer::L4)), Some(&client_reading(Outcome::ConnectTimeout)), Some(&Reading::DenyL4(Some(Direction::Ingress))));
+        let j = judge(
+            &deny(Some(Layer::L4)),
+            &verdict(Decision::Deny, Some(Layer::L4)),
+            Some(&client_reading(Outcome::ConnectTimeout)),
+            Some(&Reading::DenyL4(Some(Direction::Ingress))),
+        );
         assert_eq!(j.status, Status::Pass);
         assert!(!j.model_divergence);
     }
 
     #[test]
     fn missing_hubble_evidence_is_inconclusive_never_a_pass() {
-        let j = judge(&ALLOW, &verdict(Decision::Allow, None), Some(&Reading::Allow), None);
+        let j = judge(
+            &ALLOW,
+            &verdict(Decision::Allow, None),
+            Some(&Reading::Allow),
+            None,
+        );
         assert_eq!(j.status, Status::Inconclusive);
-        let j = judge(&ALLOW, &verdict(Decision::Allow, None), Some(&Reading::Allow), Some(&Reading::Unclear("lost events".into())));
+        let j = judge(
+            &ALLOW,
+            &verdict(Decision::Allow, None),
+            Some(&Reading::Allow),
+            Some(&Reading::Unclear("lost events".into())),
+        );
         assert_eq!(j.status, Status::Inconclusive);
         assert!(j.reason.contains("lost events"), "{}", j.reason);
     }
 
     #[test]
     fn one_contradicting_column_fails_even_if_the_other_is_missing() {
-        let j = judge(&deny(None), &verdict(Decision::Deny, Some(Layer::L4)), Some(&Reading::Allow), None);
+        let j = judge(
+            &deny(None),
+            &verdict(Decision::Deny, Some(Layer::L4)),
+            Some(&Reading::Allow),
+            None,
+        );
         assert_eq!(j.status, Status::Fail);
         assert!(j.reason.starts_with("client:"), "{}", j.reason);
         assert!(j.model_divergence);
@@ -171,28 +233,52 @@ mod tests {
 
     #[test]
     fn evidence_that_disagrees_fails() {
-        let j = judge(&deny(Some(Layer::L4)), &verdict(Decision::Deny, Some(Layer::L4)), Some(&Reading::DenyL4(None)), Some(&Reading::Allow));
+        let j = judge(
+            &deny(Some(Layer::L4)),
+            &verdict(Decision::Deny, Some(Layer::L4)),
+            Some(&Reading::DenyL4(None)),
+            Some(&Reading::Allow),
+        );
         assert_eq!(j.status, Status::Fail);
         assert!(j.reason.contains("hubble"), "{}", j.reason);
     }
 
     #[test]
     fn deny_at_the_wrong_layer_is_a_failure() {
-        let j = judge(&deny(Some(Layer::L7)), &verdict(Decision::Deny, Some(Layer::L7)), Some(&Reading::DenyL4(None)), Some(&Reading::DenyL4(Some(Direction::Ingress))));
+        let j = judge(
+            &deny(Some(Layer::L7)),
+            &verdict(Decision::Deny, Some(Layer::L7)),
+            Some(&Reading::DenyL4(None)),
+            Some(&Reading::DenyL4(Some(Direction::Ingress))),
+        );
         assert_eq!(j.status, Status::Fail);
         assert!(j.reason.contains("wrong reason"), "{}", j.reason);
     }
 
     #[test]
     fn hubble_direction_must_match_an_egress_intent() {
-        let intent = Intent { decision: Decision::Deny, layer: Some(Layer::L4), direction: Some(Direction::Egress) };
-        let j = judge(&intent, &verdict(Decision::Deny, Some(Layer::L4)), Some(&Reading::DenyL4(None)), Some(&Reading::DenyL4(Some(Direction::Ingress))));
+        let intent = Intent {
+            decision: Decision::Deny,
+            layer: Some(Layer::L4),
+            direction: Some(Direction::Egress),
+        };
+        let j = judge(
+            &intent,
+            &verdict(Decision::Deny, Some(Layer::L4)),
+            Some(&Reading::DenyL4(None)),
+            Some(&Reading::DenyL4(Some(Direction::Ingress))),
+        );
         assert_eq!(j.status, Status::Fail);
     }
 
     #[test]
     fn observation_unlike_the_model_is_a_divergence_even_when_it_passes() {
-        let j = judge(&ALLOW, &verdict(Decision::Deny, Some(Layer::L4)), Some(&Reading::Allow), Some(&Reading::Allow));
+        let j = judge(
+            &ALLOW,
+            &verdict(Decision::Deny, Some(Layer::L4)),
+            Some(&Reading::Allow),
+            Some(&Reading::Allow),
+        );
         assert_eq!(j.status, Status::Pass);
         assert!(j.model_divergence);
     }
@@ -201,6 +287,9 @@ mod tests {
     fn client_outcomes_read_as_network_meanings() {
         assert_eq!(client_reading(Outcome::Refused), Reading::Allow);
         assert_eq!(client_reading(Outcome::ProxyDenied), Reading::DenyL7);
-        assert!(matches!(client_reading(Outcome::Timeout), Reading::Unclear(_)));
+        assert!(matches!(
+            client_reading(Outcome::Timeout),
+            Reading::Unclear(_)
+        ));
     }
 }

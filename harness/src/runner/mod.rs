@@ -28,8 +28,8 @@ use tokio_util::sync::CancellationToken;
 use crate::check::{flow_of, judge as judge_model};
 use crate::model::{Decision, Model, Verdict};
 use crate::results::{
-    ClientEvidence, Environment, HubbleEvidence, Intent, Results, ResultsKind, ScenarioResult, Status, Summary,
-    Timings, now_rfc3339,
+    ClientEvidence, Environment, HubbleEvidence, Intent, Results, ResultsKind, ScenarioResult,
+    Status, Summary, Timings, now_rfc3339,
 };
 use crate::scenario::{ConfigCheck, Scenario};
 use judge::{Reading, client_reading};
@@ -180,7 +180,9 @@ fn hubble_reading(v: &hubble::HubbleVerdict) -> Reading {
         H::Dropped(d) => Reading::Unclear(format!("dropped for a reason other than policy ({d})")),
         H::L7Denied(_) => Reading::DenyL7,
         H::NothingSeen => Reading::Unclear("Hubble showed no flow of this probe".into()),
-        H::Inconclusive { reason } => Reading::Unclear(format!("Hubble evidence inconclusive: {reason}")),
+        H::Inconclusive { reason } => {
+            Reading::Unclear(format!("Hubble evidence inconclusive: {reason}"))
+        }
     }
 }
 
@@ -209,10 +211,16 @@ fn hubble_evidence(report: &hubble::ProbeReport) -> HubbleEvidence {
 }
 
 /// Run one flow scenario.
-async fn run_flow(bed: &dyn TestBed, s: &Scenario, model: Verdict, opts: &RunOptions) -> ScenarioResult {
+async fn run_flow(
+    bed: &dyn TestBed,
+    s: &Scenario,
+    model: Verdict,
+    opts: &RunOptions,
+) -> ScenarioResult {
     let started = Instant::now();
     let mut r = base_result(s, model.clone());
-    let (Some(from), Some(to), Some(port), Some(request)) = (&s.from, &s.to, s.port, &s.request) else {
+    let (Some(from), Some(to), Some(port), Some(request)) = (&s.from, &s.to, s.port, &s.request)
+    else {
         r.status = Status::NotApplicable;
         r.reason = "the scenario names no flow".into();
         return r;
@@ -233,11 +241,19 @@ async fn run_flow(bed: &dyn TestBed, s: &Scenario, model: Verdict, opts: &RunOpt
     let mut spec = plan::probe_spec(s, request, dst.ip, port, opts.timeouts);
     spec.cancel_on_stdin = true;
     let args = spec.to_args();
-    let probe = plan::hubble_probe(src.hubble, dst.hubble, port, request, &model, SystemTime::now());
+    let probe = plan::hubble_probe(
+        src.hubble,
+        dst.hubble,
+        port,
+        request,
+        &model,
+        SystemTime::now(),
+    );
     // Register with Hubble before the client starts, so no flow of it is missed.
     let handle = bed.flows().map(|w| w.register(probe));
     let deadline = started + Duration::from_millis(opts.timeouts.total_ms) + opts.exec_overhead;
-    let hubble_deadline = started + Duration::from_millis(opts.timeouts.total_ms) + opts.hubble_margin;
+    let hubble_deadline =
+        started + Duration::from_millis(opts.timeouts.total_ms) + opts.hubble_margin;
     let cancel = CancellationToken::new();
     let exec = bed.exec(from, args, deadline, cancel.clone());
     tokio::pin!(exec);
@@ -267,9 +283,10 @@ async fn run_flow(bed: &dyn TestBed, s: &Scenario, model: Verdict, opts: &RunOpt
     // Client column.
     let client = match exec_result {
         Ok(stdout) => match ProbeResult::from_json(stdout.trim()) {
-            Ok(pr) if pr.version != WIRE_VERSION => {
-                Err(format!("the agent speaks wire version {}, the harness {WIRE_VERSION}", pr.version))
-            }
+            Ok(pr) if pr.version != WIRE_VERSION => Err(format!(
+                "the agent speaks wire version {}, the harness {WIRE_VERSION}",
+                pr.version
+            )),
             Ok(pr) => Ok(pr),
             Err(e) => Err(format!("agent output unreadable: {e}")),
         },
@@ -298,7 +315,9 @@ async fn run_flow(bed: &dyn TestBed, s: &Scenario, model: Verdict, opts: &RunOpt
             hubble_reading(&rep.verdict)
         }
         Some(Err(why)) => Reading::Unclear(format!("no Hubble evidence: {why}")),
-        None => Reading::Unclear("Hubble reported nothing decisive within the margin after the probe".into()),
+        None => Reading::Unclear(
+            "Hubble reported nothing decisive within the margin after the probe".into(),
+        ),
     };
     r.timings.total_ms = Some(started.elapsed().as_millis() as u64);
     let j = judge::judge(&r.intent, &model, Some(&client_read), Some(&hubble_read));
@@ -309,7 +328,12 @@ async fn run_flow(bed: &dyn TestBed, s: &Scenario, model: Verdict, opts: &RunOpt
 }
 
 /// Run a configuration check scenario (Hubble metrics on every agent).
-async fn run_config(bed: &dyn TestBed, s: &Scenario, check: &ConfigCheck, model: Verdict) -> ScenarioResult {
+async fn run_config(
+    bed: &dyn TestBed,
+    s: &Scenario,
+    check: &ConfigCheck,
+    model: Verdict,
+) -> ScenarioResult {
     let mut r = base_result(s, model);
     match bed.hubble_metrics().await {
         Ok(nodes) if nodes.is_empty() => {
@@ -331,9 +355,17 @@ async fn run_config(bed: &dyn TestBed, s: &Scenario, check: &ConfigCheck, model:
                 .collect();
             let exposed = missing.is_empty();
             let wanted = s.intent == Decision::Allow;
-            r.status = if exposed == wanted { Status::Pass } else { Status::Fail };
+            r.status = if exposed == wanted {
+                Status::Pass
+            } else {
+                Status::Fail
+            };
             r.reason = if missing.is_empty() {
-                format!("{} agents expose {}", nodes.len(), check.hubble_metrics.join(", "))
+                format!(
+                    "{} agents expose {}",
+                    nodes.len(),
+                    check.hubble_metrics.join(", ")
+                )
             } else {
                 missing.join("; ")
             };
@@ -363,7 +395,12 @@ fn conflict_key(s: &Scenario) -> String {
 }
 
 /// Run `scenarios` on `bed`; results come back in the scenarios' order.
-pub async fn run(bed: &dyn TestBed, model: &Model, scenarios: &[Scenario], opts: &RunOptions) -> Vec<ScenarioResult> {
+pub async fn run(
+    bed: &dyn TestBed,
+    model: &Model,
+    scenarios: &[Scenario],
+    opts: &RunOptions,
+) -> Vec<ScenarioResult> {
     // Chains of scenarios that must not overlap; chains run concurrently.
     let mut chains: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, s) in scenarios.iter().enumerate() {
@@ -391,7 +428,12 @@ pub async fn run(bed: &dyn TestBed, model: &Model, scenarios: &[Scenario], opts:
 }
 
 /// Run one scenario.
-pub async fn run_one(bed: &dyn TestBed, model: &Model, s: &Scenario, opts: &RunOptions) -> ScenarioResult {
+pub async fn run_one(
+    bed: &dyn TestBed,
+    model: &Model,
+    s: &Scenario,
+    opts: &RunOptions,
+) -> ScenarioResult {
     if let Some(check) = &s.check {
         let verdict = empty_verdict("configuration check (see the check's own result)".into());
         return run_config(bed, s, check, verdict).await;
@@ -399,7 +441,10 @@ pub async fn run_one(bed: &dyn TestBed, model: &Model, s: &Scenario, opts: &RunO
     match model_verdict(model, s) {
         Some(v) => run_flow(bed, s, v, opts).await,
         None => {
-            let mut r = base_result(s, empty_verdict("the model cannot place this scenario's peers".into()));
+            let mut r = base_result(
+                s,
+                empty_verdict("the model cannot place this scenario's peers".into()),
+            );
             r.status = Status::NotApplicable;
             r.reason = "the scenario's peers are not in the model".into();
             r
@@ -422,7 +467,12 @@ pub fn results(environment: Environment, model: &Model, scenarios: Vec<ScenarioR
 
 /// Results for a run whose set-up failed: every scenario is inconclusive with the reason, so a results file
 /// is written even then.
-pub fn setup_failed(environment: Environment, model: &Model, scenarios: &[Scenario], why: &str) -> Results {
+pub fn setup_failed(
+    environment: Environment,
+    model: &Model,
+    scenarios: &[Scenario],
+    why: &str,
+) -> Results {
     let rs = scenarios
         .iter()
         .map(|s| {

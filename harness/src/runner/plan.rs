@@ -4,8 +4,9 @@ use std::net::IpAddr;
 use std::time::SystemTime;
 
 use probe_wire::{
-    DnsQuery, DnsTransport, DnsType, ExactVersions, HttpHeader, HttpRequest, HttpsRequest, KafkaAction as WireKafkaAction,
-    KafkaClient, KafkaRequest, PostgresQuery, ProbeRequest, ProbeSpec,
+    DnsQuery, DnsTransport, DnsType, ExactVersions, HttpHeader, HttpRequest, HttpsRequest,
+    KafkaAction as WireKafkaAction, KafkaClient, KafkaRequest, PostgresQuery, ProbeRequest,
+    ProbeSpec,
 };
 
 use crate::model::Verdict;
@@ -32,21 +33,37 @@ fn http_request(h: &crate::scenario::HttpSpec) -> HttpRequest {
     HttpRequest {
         method: h.method.clone(),
         path: h.path.clone(),
-        headers: h.headers.iter().map(|(k, v)| HttpHeader { name: k.clone(), value: v.clone() }).collect(),
+        headers: h
+            .headers
+            .iter()
+            .map(|(k, v)| HttpHeader {
+                name: k.clone(),
+                value: v.clone(),
+            })
+            .collect(),
         body: h.body.clone(),
         host_header: None,
     }
 }
 
 /// The agent probe for a scenario whose destination is at `ip`.
-pub fn probe_spec(s: &Scenario, request: &Request, ip: IpAddr, port: u16, t: ProbeTimeouts) -> ProbeSpec {
+pub fn probe_spec(
+    s: &Scenario,
+    request: &Request,
+    ip: IpAddr,
+    port: u16,
+    t: ProbeTimeouts,
+) -> ProbeSpec {
     let target = match ip {
         IpAddr::V4(v4) => format!("{v4}:{port}"),
         IpAddr::V6(v6) => format!("[{v6}]:{port}"),
     };
     let req = match request {
         Request::Http(h) => ProbeRequest::Http(http_request(h)),
-        Request::Https(h) => ProbeRequest::Https(HttpsRequest { http: http_request(h), sni: None }),
+        Request::Https(h) => ProbeRequest::Https(HttpsRequest {
+            http: http_request(h),
+            sni: None,
+        }),
         Request::Tcp {} => ProbeRequest::Tcp,
         Request::Postgres(p) => ProbeRequest::Postgres(PostgresQuery {
             user: p.user.clone(),
@@ -59,16 +76,28 @@ pub fn probe_spec(s: &Scenario, request: &Request, ip: IpAddr, port: u16, t: Pro
             // (see model::kafka::requests_for), at versions inside Cilium's parser range.
             client: KafkaClient::Exact(ExactVersions::default()),
             action: match k.action {
-                KafkaAction::Produce => WireKafkaAction::Produce { message: format!("harness scenario {}", s.id) },
+                KafkaAction::Produce => WireKafkaAction::Produce {
+                    message: format!("harness scenario {}", s.id),
+                },
                 KafkaAction::Consume => WireKafkaAction::Consume,
             },
             topic: k.topic.clone(),
             partition: 0,
             client_id: k.client_id.clone(),
         }),
-        Request::Dns(d) => ProbeRequest::Dns(DnsQuery { name: d.query.clone(), qtype: DnsType::A, transport: DnsTransport::Udp }),
+        Request::Dns(d) => ProbeRequest::Dns(DnsQuery {
+            name: d.query.clone(),
+            qtype: DnsType::A,
+            transport: DnsTransport::Udp,
+        }),
     };
-    ProbeSpec { target, connect_timeout_ms: t.connect_ms, timeout_ms: t.total_ms, request: req, cancel_on_stdin: false }
+    ProbeSpec {
+        target,
+        connect_timeout_ms: t.connect_ms,
+        timeout_ms: t.total_ms,
+        request: req,
+        cancel_on_stdin: false,
+    }
 }
 
 /// The L7 request Hubble will log, when the model says the flow is proxied.
@@ -88,9 +117,14 @@ pub fn hubble_l7(request: &Request, model: &Verdict) -> Option<hubble::L7Request
                 let reqs = kafka::requests_for(k.action, &k.topic, &k.client_id);
                 kafka::api_key_name(reqs.last().map_or(kafka::PRODUCE, |r| r.api_key))
             });
-            Some(hubble::L7Request::Kafka { api_key: key, topic: Some(k.topic.clone()) })
+            Some(hubble::L7Request::Kafka {
+                api_key: key,
+                topic: Some(k.topic.clone()),
+            })
         }
-        Request::Dns(d) => Some(hubble::L7Request::Dns { query: d.query.clone() }),
+        Request::Dns(d) => Some(hubble::L7Request::Dns {
+            query: d.query.clone(),
+        }),
         _ => None,
     }
 }

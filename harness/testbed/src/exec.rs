@@ -398,7 +398,10 @@ impl LiveExecutor {
     ) -> Result<ExecOutput, ExecError> {
         let target = format!("pod {namespace}/{pod}");
         let started = Instant::now();
-        let failed = |message: String| ExecError::Failed { target: target.clone(), message };
+        let failed = |message: String| ExecError::Failed {
+            target: target.clone(),
+            message,
+        };
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         let work = async {
             let params = AttachParams::default()
@@ -426,7 +429,10 @@ impl LiveExecutor {
         };
         match tokio::time::timeout_at(deadline, work).await {
             Ok(r) => r,
-            Err(_) => Err(ExecError::DeadlineExceeded { target, after: started.elapsed() }),
+            Err(_) => Err(ExecError::DeadlineExceeded {
+                target,
+                after: started.elapsed(),
+            }),
         }
     }
 
@@ -442,16 +448,25 @@ impl LiveExecutor {
             OutsideHosts::Started { hosts, .. } => match hosts.iter().find(|h| h.name == host) {
                 Some(h) => h.container.clone(),
                 None => {
-                    return Err(ExecError::NotApplicable { host: host.into(), reason: "no outside host of that name".into() });
+                    return Err(ExecError::NotApplicable {
+                        host: host.into(),
+                        reason: "no outside host of that name".into(),
+                    });
                 }
             },
             OutsideHosts::NotAvailable { reason } => {
-                return Err(ExecError::NotApplicable { host: host.into(), reason: reason.clone() });
+                return Err(ExecError::NotApplicable {
+                    host: host.into(),
+                    reason: reason.clone(),
+                });
             }
         };
         let target = format!("outside host container {container}");
         let started = Instant::now();
-        let failed = |message: String| ExecError::Failed { target: target.clone(), message };
+        let failed = |message: String| ExecError::Failed {
+            target: target.clone(),
+            message,
+        };
         let mut child = tokio::process::Command::new(self.tools.docker())
             .arg("exec")
             .arg("-i")
@@ -477,12 +492,17 @@ impl LiveExecutor {
             Ok(ExecOutput {
                 stdout: out.map_err(|e| failed(e.to_string()))?,
                 stderr,
-                exit_code: status.code().ok_or_else(|| failed("docker exec was ended by a signal".into()))?,
+                exit_code: status
+                    .code()
+                    .ok_or_else(|| failed("docker exec was ended by a signal".into()))?,
             })
         };
         match tokio::time::timeout_at(deadline, work).await {
             Ok(r) => r,
-            Err(_) => Err(ExecError::DeadlineExceeded { target, after: started.elapsed() }),
+            Err(_) => Err(ExecError::DeadlineExceeded {
+                target,
+                after: started.elapsed(),
+            }),
         }
     }
 
@@ -493,7 +513,11 @@ impl LiveExecutor {
 }
 
 /// Drives `reading` to completion; when `cancel` fires first, writes one line to `stdin` (once).
-async fn signal_on_cancel<F, W>(reading: F, mut stdin: Option<W>, cancel: tokio_util::sync::CancellationToken) -> F::Output
+async fn signal_on_cancel<F, W>(
+    reading: F,
+    mut stdin: Option<W>,
+    cancel: tokio_util::sync::CancellationToken,
+) -> F::Output
 where
     F: std::future::Future,
     W: tokio::io::AsyncWrite + Unpin,

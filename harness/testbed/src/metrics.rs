@@ -33,7 +33,8 @@ pub fn parse_enabled(value: &str) -> Vec<String> {
 
 /// Whether a scrape shows Hubble's metrics server (any `hubble_` sample or HELP line).
 pub fn scrape_has_hubble(text: &str) -> bool {
-    text.lines().any(|l| l.starts_with("hubble_") || l.starts_with("# HELP hubble_"))
+    text.lines()
+        .any(|l| l.starts_with("hubble_") || l.starts_with("# HELP hubble_"))
 }
 
 /// Asks every Cilium agent pod of `namespace` (label `k8s-app=cilium`).
@@ -42,7 +43,10 @@ pub fn scrape_has_hubble(text: &str) -> bool {
 /// The configuration or the agent list cannot be read.
 pub async fn hubble_metrics(client: &Client, namespace: &str) -> Result<Vec<AgentMetrics>, String> {
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    let cm = cms.get("cilium-config").await.map_err(|e| format!("cannot read {namespace}/cilium-config: {}", api_message(&e)))?;
+    let cm = cms
+        .get("cilium-config")
+        .await
+        .map_err(|e| format!("cannot read {namespace}/cilium-config: {}", api_message(&e)))?;
     let enabled = cm
         .data
         .as_ref()
@@ -57,7 +61,11 @@ pub async fn hubble_metrics(client: &Client, namespace: &str) -> Result<Vec<Agen
     let mut out = Vec::new();
     for p in &list.items {
         let name = p.metadata.name.clone().unwrap_or_default();
-        let node = p.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_else(|| name.clone());
+        let node = p
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_else(|| name.clone());
         let path = format!("/api/v1/namespaces/{namespace}/pods/{name}:9965/proxy/metrics");
         let scrape = match http::Request::get(&path).body(Vec::new()) {
             Ok(req) => client.request_text(req).await.map_err(|e| api_message(&e)),
@@ -65,10 +73,24 @@ pub async fn hubble_metrics(client: &Client, namespace: &str) -> Result<Vec<Agen
         };
         let (enabled, problem) = match scrape {
             Ok(text) if scrape_has_hubble(&text) => (enabled.clone(), None),
-            Ok(_) => (Vec::new(), Some(format!("agent {name}: the metrics endpoint answered without Hubble metrics"))),
-            Err(e) => (Vec::new(), Some(format!("agent {name}: metrics endpoint :9965 did not answer: {e}"))),
+            Ok(_) => (
+                Vec::new(),
+                Some(format!(
+                    "agent {name}: the metrics endpoint answered without Hubble metrics"
+                )),
+            ),
+            Err(e) => (
+                Vec::new(),
+                Some(format!(
+                    "agent {name}: metrics endpoint :9965 did not answer: {e}"
+                )),
+            ),
         };
-        out.push(AgentMetrics { node, enabled, problem });
+        out.push(AgentMetrics {
+            node,
+            enabled,
+            problem,
+        });
     }
     Ok(out)
 }
@@ -79,13 +101,20 @@ mod tests {
 
     #[test]
     fn enabled_metrics_drop_their_options() {
-        assert_eq!(parse_enabled("dns:query;ignoreAAAA drop tcp flow"), vec!["dns", "drop", "tcp", "flow"]);
+        assert_eq!(
+            parse_enabled("dns:query;ignoreAAAA drop tcp flow"),
+            vec!["dns", "drop", "tcp", "flow"]
+        );
         assert!(parse_enabled("").is_empty());
     }
 
     #[test]
     fn scrape_is_recognised_by_hubble_families() {
-        assert!(scrape_has_hubble("# HELP hubble_flows_processed_total x\nhubble_flows_processed_total 3\n"));
-        assert!(!scrape_has_hubble("# HELP go_goroutines x\ngo_goroutines 12\n"));
+        assert!(scrape_has_hubble(
+            "# HELP hubble_flows_processed_total x\nhubble_flows_processed_total 3\n"
+        ));
+        assert!(!scrape_has_hubble(
+            "# HELP go_goroutines x\ngo_goroutines 12\n"
+        ));
     }
 }

@@ -194,13 +194,16 @@ fn a_line_on_stdin_stops_a_probe_early_and_reports_no_connection_yet() {
         .expect("agent starts");
     std::thread::sleep(Duration::from_millis(300));
     let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(b"stop\n").expect("write to the agent's stdin");
+    stdin
+        .write_all(b"stop\n")
+        .expect("write to the agent's stdin");
     stdin.flush().expect("flush");
     let out = child.wait_with_output().expect("agent ends");
     drop(stdin);
     let took = started.elapsed();
     assert!(took < Duration::from_secs(3), "took {took:?}");
-    let r = ProbeResult::from_json(String::from_utf8_lossy(&out.stdout).trim()).expect("result JSON");
+    let r =
+        ProbeResult::from_json(String::from_utf8_lossy(&out.stdout).trim()).expect("result JSON");
     assert_eq!(r.outcome, Outcome::ConnectTimeout, "{}", r.detail);
     assert!(r.detail.contains("stopped by the harness"), "{}", r.detail);
 }
@@ -215,6 +218,7 @@ fn without_the_flag_a_closed_stdin_does_not_stop_the_probe() {
         .stdin(std::process::Stdio::null())
         .output()
         .expect("agent runs");
-    let r = ProbeResult::from_json(String::from_utf8_lossy(&out.stdout).trim()).expect("result JSON");
+    let r =
+        ProbeResult::from_json(String::from_utf8_lossy(&out.stdout).trim()).expect("result JSON");
     assert_eq!(r.outcome, Outcome::Completed, "{}", r.detail);
 }

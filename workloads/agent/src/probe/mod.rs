@@ -115,7 +115,10 @@ pub async fn run(spec: &ProbeSpec) -> ProbeResult {
 /// Like [`run`], but stops early when `cancel` resolves (the caller closed stdin) and reports what was
 /// seen until then: no connection yet is a connect timeout (for a UDP query: no response), a connection
 /// without an answer is a timeout. The detail says that the harness stopped it and when.
-pub async fn run_until(spec: &ProbeSpec, cancel: impl std::future::Future<Output = ()>) -> ProbeResult {
+pub async fn run_until(
+    spec: &ProbeSpec,
+    cancel: impl std::future::Future<Output = ()>,
+) -> ProbeResult {
     let clock = Clock::start(spec.connect_timeout_ms, spec.timeout_ms);
     let mut report = Report::new(clock, spec.kind(), spec.target.clone());
     let target: Target = match spec.target.parse() {
@@ -140,11 +143,16 @@ pub async fn run_until(spec: &ProbeSpec, cancel: impl std::future::Future<Output
         } else if udp {
             (Outcome::NoResponse, "no answer to the query yet")
         } else {
-            (Outcome::ConnectTimeout, "no answer to the connection attempt yet")
+            (
+                Outcome::ConnectTimeout,
+                "no answer to the connection attempt yet",
+            )
         };
         return report.finish(
             outcome,
-            format!("stopped by the harness after {after:.0} ms (signal on standard input): {what}"),
+            format!(
+                "stopped by the harness after {after:.0} ms (signal on standard input): {what}"
+            ),
         );
     };
     match verdict {
