@@ -654,3 +654,16 @@ fn render_markdown(d: &Diff) -> String {
     }
     o
 }
+/// Scenarios that widened in `observed` but not in `predicted` (for example the model's prediction of an
+/// upgrade against what the live runs before and after it showed).
+pub fn unexpected_widening(predicted: &Diff, observed: &Diff) -> Vec<String> {
+    let expected: Vec<&str> = predicted
+        .of_class(ChangeClass::Widening)
+        .map(|c| c.id.as_str())
+        .collect();
+    observed
+        .of_class(ChangeClass::Widening)
+        .filter(|c| !expected.contains(&c.id.as_str()))
+        .map(|c| c.id.clone())
+        .collect()
+}

@@ -358,9 +358,21 @@ pub fn upgrade(root: &Path, a: UpgradeArgs) -> Outcome {
         source,
     })?;
     println!("Observed ({} -> {to}):\n{text}", a.from);
-    Ok(if d.has_widening() && !a.allow_widening {
-        ExitCode::from(1)
+    let unexpected = harness::diff::unexpected_widening(&predicted, &d);
+    if unexpected.is_empty() {
+        if d.has_widening() {
+            println!("Every observed widening was predicted by the model (see above).");
+        }
+        Ok(ExitCode::SUCCESS)
     } else {
-        ExitCode::SUCCESS
-    })
+        println!(
+            "Widening the model did not predict: {}",
+            unexpected.join(", ")
+        );
+        Ok(if a.allow_widening {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        })
+    }
 }

@@ -129,7 +129,8 @@ enum Command {
     /// The prediction checks the posture with the model at both versions and diffs the results (1.19 ->
     /// 1.20 shows the Kafka rules going). Without --predict-only, the test bed must run --from: the suite
     /// runs, Cilium is upgraded with Helm, the posture is re-applied strictly, the suite runs again, and the
-    /// two results are diffed. Exit 1 on any widening (deny became allow) unless --allow-widening.
+    /// two results are diffed. Exit 1 on a widening (deny became allow) the model did not predict (with
+    /// --predict-only: on any predicted widening), unless --allow-widening. Files go to .harness/.
     Upgrade {
         #[arg(long)]
         from: CiliumVersion,

@@ -338,3 +338,25 @@ fn harness_diff_exits_1_on_widening_unless_allowed_and_0_without() {
     let missing = harness_diff(&[b, "no-such-file.json"]);
     assert_eq!(missing.status.code(), Some(2));
 }
+
+#[test]
+fn upgrade_gate_fails_only_on_widening_the_model_did_not_predict() {
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let before =
+        harness::results::Results::read(&data.join("run-hardened-1.19.json")).expect("1.19 run");
+    let after =
+        harness::results::Results::read(&data.join("run-hardened-1.20.json")).expect("1.20 run");
+    let observed = harness::diff::diff(&before, &after);
+    assert!(observed.has_widening());
+    // Nothing predicted: every observed widening is unexpected.
+    let nothing = harness::diff::diff(&before, &before);
+    let all = harness::diff::unexpected_widening(&nothing, &observed);
+    assert_eq!(
+        all.len(),
+        observed
+            .of_class(harness::diff::ChangeClass::Widening)
+            .count()
+    );
+    // The observation predicted exactly: nothing is unexpected.
+    assert!(harness::diff::unexpected_widening(&observed, &observed).is_empty());
+}
