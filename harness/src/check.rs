@@ -8,8 +8,7 @@ use crate::load::{self, InputError};
 use crate::model::{CiliumVersion, Decision, Flow, Model, Verdict};
 use crate::policy::{self, Policy};
 use crate::results::{
-    Environment, Intent, Results, ResultsKind, ScenarioResult, Status, Summary, Timings,
-    now_rfc3339,
+    Environment, Results, ResultsKind, ScenarioResult, Status, Summary, now_rfc3339,
 };
 use crate::scenario::{self, ConfigCheck, Scenario};
 use crate::stack::Stack;
@@ -243,27 +242,7 @@ pub fn check_loaded(inputs: &Inputs, loaded: &Loaded) -> Results {
             let (ok, why) = judge(s, &v);
             (v, if ok { Status::Met } else { Status::Gap }, why, ok)
         };
-        out.push(ScenarioResult {
-            id: s.id.clone(),
-            phase: s.phase.clone(),
-            description: s.description.clone(),
-            from: s.from.clone(),
-            to: s.to.clone(),
-            port: s.port,
-            protocol: s.check.is_none().then(|| s.flow_protocol()),
-            request: s.request.clone(),
-            check: s.check.clone(),
-            intent: Intent::of(s),
-            model_meets_intent: ok,
-            model,
-            client: None,
-            hubble: None,
-            status,
-            reason,
-            model_divergence: false,
-            note: s.note.clone(),
-            timings: Timings::default(),
-        });
+        out.push(ScenarioResult::unobserved(s, model, ok, status, reason));
     }
     let summary = Summary::of(&out);
     Results {

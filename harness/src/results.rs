@@ -189,6 +189,39 @@ pub struct ScenarioResult {
     pub timings: Timings,
 }
 
+impl ScenarioResult {
+    /// A scenario's result with the intent and model columns filled and nothing observed.
+    pub fn unobserved(
+        s: &Scenario,
+        model: Verdict,
+        model_meets_intent: bool,
+        status: Status,
+        reason: String,
+    ) -> Self {
+        ScenarioResult {
+            id: s.id.clone(),
+            phase: s.phase.clone(),
+            description: s.description.clone(),
+            from: s.from.clone(),
+            to: s.to.clone(),
+            port: s.port,
+            protocol: s.check.is_none().then(|| s.flow_protocol()),
+            request: s.request.clone(),
+            check: s.check.clone(),
+            intent: Intent::of(s),
+            model_meets_intent,
+            model,
+            client: None,
+            hubble: None,
+            status,
+            reason,
+            model_divergence: false,
+            note: s.note.clone(),
+            timings: Timings::default(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
 pub struct Summary {
     pub total: usize,

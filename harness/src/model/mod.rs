@@ -1383,38 +1383,43 @@ fn compile_rule(p: &Policy, pi: usize, r: &Rule, ids: &[Identity]) -> CompiledRu
         .as_ref()
         .map(|sel| CompiledSelector::subject(sel, ns).0)
         .unwrap_or_default();
+    // Peer fields the model does not evaluate still count as peers (they select none of the stack's).
+    let names = |fields: &[(&'static str, bool)]| -> Vec<&'static str> {
+        fields
+            .iter()
+            .filter(|(_, set)| *set)
+            .map(|(n, _)| *n)
+            .collect()
+    };
+    let peers = |ep, cidr, set, ent, other| Peers {
+        endpoints: ep,
+        cidrs: cidr,
+        cidr_sets: set,
+        entities: ent,
+        other,
+    };
     let ing: Vec<Element> = r
         .ingress
         .iter()
         .flatten()
         .map(|e| {
-            let mut un = Vec::new();
-            if e.from_nodes.is_some() {
-                un.push("fromNodes");
-            }
-            if e.from_groups.is_some() {
-                un.push("fromGroups");
-            }
-            if e.from_requires.is_some() {
-                un.push("fromRequires");
-            }
-            if e.icmps.is_some() {
-                un.push("icmps");
-            }
-            if e.authentication.is_some() {
-                un.push("authentication");
-            }
-            element(
-                ns,
+            let mut un = names(&[
+                ("fromNodes", e.from_nodes.is_some()),
+                ("fromGroups", e.from_groups.is_some()),
+                ("fromRequires", e.from_requires.is_some()),
+                ("icmps", e.icmps.is_some()),
+                ("authentication", e.authentication.is_some()),
+            ]);
+            let groups = allow_groups(e.to_ports.as_deref(), &mut un);
+            let other = e.from_nodes.is_some() || e.from_groups.is_some();
+            let p = peers(
                 e.from_endpoints.as_deref(),
                 e.from_cidr.as_deref(),
                 e.from_cidr_set.as_deref(),
                 e.from_entities.as_deref(),
-                e.from_nodes.is_some() || e.from_groups.is_some(),
-                allow_groups(e.to_ports.as_deref(), &mut un),
-                un,
-                ids,
-            )
+                other,
+            );
+            element(ns, p, groups, un, ids)
         })
         .collect();
     let eg: Vec<Element> = r
@@ -1422,43 +1427,28 @@ fn compile_rule(p: &Policy, pi: usize, r: &Rule, ids: &[Identity]) -> CompiledRu
         .iter()
         .flatten()
         .map(|e| {
-            let mut un = Vec::new();
-            if e.to_fqdns.is_some() {
-                un.push("toFQDNs");
-            }
-            if e.to_services.is_some() {
-                un.push("toServices");
-            }
-            if e.to_nodes.is_some() {
-                un.push("toNodes");
-            }
-            if e.to_groups.is_some() {
-                un.push("toGroups");
-            }
-            if e.to_requires.is_some() {
-                un.push("toRequires");
-            }
-            if e.icmps.is_some() {
-                un.push("icmps");
-            }
-            if e.authentication.is_some() {
-                un.push("authentication");
-            }
-            let other_peers = e.to_fqdns.is_some()
+            let mut un = names(&[
+                ("toFQDNs", e.to_fqdns.is_some()),
+                ("toServices", e.to_services.is_some()),
+                ("toNodes", e.to_nodes.is_some()),
+                ("toGroups", e.to_groups.is_some()),
+                ("toRequires", e.to_requires.is_some()),
+                ("icmps", e.icmps.is_some()),
+                ("authentication", e.authentication.is_some()),
+            ]);
+            let groups = allow_groups(e.to_ports.as_deref(), &mut un);
+            let other = e.to_fqdns.is_some()
                 || e.to_services.is_some()
                 || e.to_nodes.is_some()
                 || e.to_groups.is_some();
-            element(
-                ns,
+            let p = peers(
                 e.to_endpoints.as_deref(),
                 e.to_cidr.as_deref(),
                 e.to_cidr_set.as_deref(),
                 e.to_entities.as_deref(),
-                other_peers,
-                allow_groups(e.to_ports.as_deref(), &mut un),
-                un,
-                ids,
-            )
+                other,
+            );
+            element(ns, p, groups, un, ids)
         })
         .collect();
     let ing_deny: Vec<Element> = r
@@ -1466,27 +1456,20 @@ fn compile_rule(p: &Policy, pi: usize, r: &Rule, ids: &[Identity]) -> CompiledRu
         .iter()
         .flatten()
         .map(|e| {
-            let mut un = Vec::new();
-            if e.from_nodes.is_some() {
-                un.push("fromNodes");
-            }
-            if e.from_groups.is_some() {
-                un.push("fromGroups");
-            }
-            if e.icmps.is_some() {
-                un.push("icmps");
-            }
-            element(
-                ns,
+            let un = names(&[
+                ("fromNodes", e.from_nodes.is_some()),
+                ("fromGroups", e.from_groups.is_some()),
+                ("icmps", e.icmps.is_some()),
+            ]);
+            let other = e.from_nodes.is_some() || e.from_groups.is_some();
+            let p = peers(
                 e.from_endpoints.as_deref(),
                 e.from_cidr.as_deref(),
                 e.from_cidr_set.as_deref(),
                 e.from_entities.as_deref(),
-                e.from_nodes.is_some() || e.from_groups.is_some(),
-                deny_groups(e.to_ports.as_deref()),
-                un,
-                ids,
-            )
+                other,
+            );
+            element(ns, p, deny_groups(e.to_ports.as_deref()), un, ids)
         })
         .collect();
     let eg_deny: Vec<Element> = r
@@ -1494,30 +1477,21 @@ fn compile_rule(p: &Policy, pi: usize, r: &Rule, ids: &[Identity]) -> CompiledRu
         .iter()
         .flatten()
         .map(|e| {
-            let mut un = Vec::new();
-            if e.to_services.is_some() {
-                un.push("toServices");
-            }
-            if e.to_nodes.is_some() {
-                un.push("toNodes");
-            }
-            if e.to_groups.is_some() {
-                un.push("toGroups");
-            }
-            if e.icmps.is_some() {
-                un.push("icmps");
-            }
-            element(
-                ns,
+            let un = names(&[
+                ("toServices", e.to_services.is_some()),
+                ("toNodes", e.to_nodes.is_some()),
+                ("toGroups", e.to_groups.is_some()),
+                ("icmps", e.icmps.is_some()),
+            ]);
+            let other = e.to_services.is_some() || e.to_nodes.is_some() || e.to_groups.is_some();
+            let p = peers(
                 e.to_endpoints.as_deref(),
                 e.to_cidr.as_deref(),
                 e.to_cidr_set.as_deref(),
                 e.to_entities.as_deref(),
-                e.to_services.is_some() || e.to_nodes.is_some() || e.to_groups.is_some(),
-                deny_groups(e.to_ports.as_deref()),
-                un,
-                ids,
-            )
+                other,
+            );
+            element(ns, p, deny_groups(e.to_ports.as_deref()), un, ids)
         })
         .collect();
     let has_ing = !ing.is_empty() || !ing_deny.is_empty();
@@ -1608,18 +1582,30 @@ fn deny_groups(tp: Option<&[PortDenyRule]>) -> Option<Vec<PortGroup>> {
     )
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The peer fields of one rule element, as written.
+struct Peers<'a> {
+    endpoints: Option<&'a [Selector]>,
+    cidrs: Option<&'a [crate::policy::Cidr]>,
+    cidr_sets: Option<&'a [CidrRule]>,
+    entities: Option<&'a [Entity]>,
+    /// Whether a peer field the model does not evaluate was written.
+    other: bool,
+}
+
 fn element(
     ns: Option<&str>,
-    endpoints: Option<&[Selector]>,
-    cidrs: Option<&[crate::policy::Cidr]>,
-    cidr_sets: Option<&[CidrRule]>,
-    entities: Option<&[Entity]>,
-    other_peer_field: bool,
+    written: Peers<'_>,
     groups: Option<Vec<PortGroup>>,
     unmodelled: Vec<&'static str>,
     ids: &[Identity],
 ) -> Element {
+    let Peers {
+        endpoints,
+        cidrs,
+        cidr_sets,
+        entities,
+        other: other_peer_field,
+    } = written;
     let any_peer_field = endpoints.is_some()
         || cidrs.is_some()
         || cidr_sets.is_some()

@@ -28,8 +28,8 @@ use tokio_util::sync::CancellationToken;
 use crate::check::{flow_of, judge as judge_model};
 use crate::model::{Decision, Model, Verdict};
 use crate::results::{
-    ClientEvidence, Environment, HubbleEvidence, Intent, Results, ResultsKind, ScenarioResult,
-    Status, Summary, Timings, now_rfc3339,
+    ClientEvidence, Environment, HubbleEvidence, Results, ResultsKind, ScenarioResult, Status,
+    Summary, now_rfc3339,
 };
 use crate::scenario::{ConfigCheck, Scenario};
 use judge::{Reading, client_reading};
@@ -144,27 +144,7 @@ fn empty_verdict(explanation: String) -> Verdict {
 
 fn base_result(s: &Scenario, model: Verdict) -> ScenarioResult {
     let (meets, _) = judge_model(s, &model);
-    ScenarioResult {
-        id: s.id.clone(),
-        phase: s.phase.clone(),
-        description: s.description.clone(),
-        from: s.from.clone(),
-        to: s.to.clone(),
-        port: s.port,
-        protocol: s.check.is_none().then(|| s.flow_protocol()),
-        request: s.request.clone(),
-        check: s.check.clone(),
-        intent: Intent::of(s),
-        model_meets_intent: meets,
-        model,
-        client: None,
-        hubble: None,
-        status: Status::Inconclusive,
-        reason: String::new(),
-        model_divergence: false,
-        note: s.note.clone(),
-        timings: Timings::default(),
-    }
+    ScenarioResult::unobserved(s, model, meets, Status::Inconclusive, String::new())
 }
 
 /// Hubble's reading of a probe report.

@@ -212,29 +212,31 @@ impl LiveExecutor {
         }
     }
 
+    /// The container of outside host `host`, or why it is not available on this test bed.
+    fn outside_container(&self, host: &str) -> Result<String, ExecError> {
+        match &self.outside {
+            OutsideHosts::Started { hosts, .. } => hosts
+                .iter()
+                .find(|h| h.name == host)
+                .map(|h| h.container.clone())
+                .ok_or_else(|| ExecError::NotApplicable {
+                    host: host.into(),
+                    reason: "no outside host of that name".into(),
+                }),
+            OutsideHosts::NotAvailable { reason } => Err(ExecError::NotApplicable {
+                host: host.into(),
+                reason: reason.clone(),
+            }),
+        }
+    }
+
     async fn exec_outside(
         &self,
         host: &str,
         args: &[String],
         deadline: Instant,
     ) -> Result<ExecOutput, ExecError> {
-        let container = match &self.outside {
-            OutsideHosts::Started { hosts, .. } => match hosts.iter().find(|h| h.name == host) {
-                Some(h) => h.container.clone(),
-                None => {
-                    return Err(ExecError::NotApplicable {
-                        host: host.into(),
-                        reason: "no outside host of that name".into(),
-                    });
-                }
-            },
-            OutsideHosts::NotAvailable { reason } => {
-                return Err(ExecError::NotApplicable {
-                    host: host.into(),
-                    reason: reason.clone(),
-                });
-            }
-        };
+        let container = self.outside_container(host)?;
         run_docker_exec(
             self.runner.as_ref(),
             &self.tools,
@@ -444,23 +446,7 @@ impl LiveExecutor {
         deadline: Instant,
         cancel: tokio_util::sync::CancellationToken,
     ) -> Result<ExecOutput, ExecError> {
-        let container = match &self.outside {
-            OutsideHosts::Started { hosts, .. } => match hosts.iter().find(|h| h.name == host) {
-                Some(h) => h.container.clone(),
-                None => {
-                    return Err(ExecError::NotApplicable {
-                        host: host.into(),
-                        reason: "no outside host of that name".into(),
-                    });
-                }
-            },
-            OutsideHosts::NotAvailable { reason } => {
-                return Err(ExecError::NotApplicable {
-                    host: host.into(),
-                    reason: reason.clone(),
-                });
-            }
-        };
+        let container = self.outside_container(host)?;
         let target = format!("outside host container {container}");
         let started = Instant::now();
         let failed = |message: String| ExecError::Failed {
