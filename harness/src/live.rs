@@ -166,6 +166,18 @@ async fn open_watch(
     Ok(watch)
 }
 
+impl LiveBed {
+    /// The API server's version (`v1.34.11`), for the results document.
+    pub async fn kubernetes_version(&self) -> Option<String> {
+        self.exec
+            .client()
+            .apiserver_version()
+            .await
+            .ok()
+            .map(|v| v.git_version)
+    }
+}
+
 impl TestBed for LiveBed {
     fn locate(&self, peer: &str) -> Result<Place, BedError> {
         self.places.get(peer).cloned().unwrap_or_else(|| {

@@ -187,6 +187,7 @@ pub fn run(root: &Path, a: RunArgs) -> Outcome {
                         let rs = runner::run(&bed, &loaded.model, &scenarios, &opts).await;
                         let mut env = env;
                         env.cilium = state.cilium_version.clone().unwrap_or(env.cilium);
+                        env.kubernetes = bed.kubernetes_version().await;
                         runner::results(env, &loaded.model, rs)
                     }
                 }
