@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
@@ -29,7 +30,7 @@ pub struct LiveBed {
     exec: testbed::LiveExecutor,
     places: HashMap<String, Result<Place, BedError>>,
     sources: HashMap<String, Source>,
-    watch: Result<hubble::FlowWatch, String>,
+    watch: Result<RelayWatch, String>,
     cilium_namespace: String,
 }
 
@@ -122,9 +123,13 @@ impl LiveBed {
             }
         }
         progress.step_started("Open the Hubble flow stream");
-        let watch = open_watch(relay.or(state.relay_address.as_deref()), progress).await;
-        if let Err(why) = &watch {
-            progress.detail(&format!("no Hubble evidence this run: {why}"));
+        let watch = match relay.or(state.relay_address.as_deref()) {
+            None => Err("this test bed has no Relay address (an existing cluster): run `cilium hubble port-forward` and pass --relay 127.0.0.1:4245".to_string()),
+            Some(addr) => RelayWatch::open(addr).await,
+        };
+        match &watch {
+            Ok(w) => progress.detail(&format!("following flows from {}", w.url)),
+            Err(why) => progress.detail(&format!("no Hubble evidence this run: {why}")),
         }
         Ok(LiveBed {
             exec,
@@ -136,34 +141,65 @@ impl LiveBed {
     }
 }
 
-async fn open_watch(
-    relay: Option<&str>,
-    progress: &dyn testbed::Progress,
-) -> Result<hubble::FlowWatch, String> {
-    let addr = relay.ok_or_else(|| {
-        "this test bed has no Relay address (an existing cluster): run `cilium hubble port-forward` and pass --relay 127.0.0.1:4245".to_string()
-    })?;
-    let url = if addr.starts_with("http") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
-    };
-    let client = hubble::HubbleClient::connect(&url)
-        .await
-        .map_err(|e| format!("Hubble Relay at {addr}: {e}"))?;
-    let health = client
-        .check_health(&hubble::HealthCheck::default())
-        .await
-        .map_err(|e| e.to_string())?;
-    progress.detail(&format!("{health:?}"));
-    let watch = client
-        .follow(
-            &hubble::FlowsRequest::follow_since(SystemTime::now()),
-            hubble::WatchOptions::default(),
-        )
-        .await
-        .map_err(|e| format!("cannot follow flows: {e}"))?;
-    Ok(watch)
+/// One follow stream from Hubble Relay for a run, reopened when it ends (a Relay restart, a dropped
+/// connection): probes waiting on the old stream resolve inconclusive, later probes use the new one.
+pub struct RelayWatch {
+    pub url: String,
+    current: tokio::sync::Mutex<Arc<hubble::FlowWatch>>,
+}
+
+impl RelayWatch {
+    /// Connects to Relay at `addr` (`127.0.0.1:4245` or a URL), checks its health (every node connected,
+    /// flows flowing) and starts following flows from now.
+    ///
+    /// # Errors
+    /// Relay unreachable or unhealthy, with what to check.
+    pub async fn open(addr: &str) -> Result<RelayWatch, String> {
+        let url = if addr.starts_with("http") {
+            addr.to_string()
+        } else {
+            format!("http://{addr}")
+        };
+        let watch = Self::follow(&url, true).await?;
+        Ok(RelayWatch {
+            url,
+            current: tokio::sync::Mutex::new(Arc::new(watch)),
+        })
+    }
+
+    async fn follow(url: &str, check_health: bool) -> Result<hubble::FlowWatch, String> {
+        let client = hubble::HubbleClient::connect(url)
+            .await
+            .map_err(|e| format!("Hubble Relay at {url}: {e}"))?;
+        if check_health {
+            client
+                .check_health(&hubble::HealthCheck::default())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        client
+            .follow(
+                &hubble::FlowsRequest::follow_since(SystemTime::now()),
+                hubble::WatchOptions::default(),
+            )
+            .await
+            .map_err(|e| format!("cannot follow flows from {url}: {e}"))
+    }
+
+    /// The current stream; when it has ended, a new one (from now on).
+    ///
+    /// # Errors
+    /// The stream ended and could not be reopened.
+    pub async fn get(&self) -> Result<Arc<hubble::FlowWatch>, String> {
+        let mut current = self.current.lock().await;
+        if let Some(why) = current.stats().ended {
+            let fresh = Self::follow(&self.url, false).await.map_err(|e| {
+                format!("the flow stream ended ({why}) and could not be reopened: {e}")
+            })?;
+            *current = Arc::new(fresh);
+        }
+        Ok(Arc::clone(&current))
+    }
 }
 
 impl LiveBed {
@@ -234,8 +270,13 @@ impl TestBed for LiveBed {
         })
     }
 
-    fn flows(&self) -> Result<&hubble::FlowWatch, String> {
-        self.watch.as_ref().map_err(Clone::clone)
+    fn flows(&self) -> BoxFuture<'_, Result<Arc<hubble::FlowWatch>, String>> {
+        Box::pin(async move {
+            match &self.watch {
+                Ok(w) => w.get().await,
+                Err(why) => Err(why.clone()),
+            }
+        })
     }
 
     fn hubble_metrics(&self) -> BoxFuture<'_, Result<Vec<NodeMetrics>, BedError>> {

@@ -65,7 +65,7 @@ struct FakeBed {
     scripts: HashMap<(String, String), Script>,
     default_script: Script,
     tx: mpsc::UnboundedSender<Result<hubble::Event, hubble::StreamError>>,
-    watch: Option<hubble::FlowWatch>,
+    watch: Option<Arc<hubble::FlowWatch>>,
     metrics: Result<Vec<NodeMetrics>, BedError>,
     in_flight: Mutex<HashMap<String, usize>>,
     max_in_flight_per_key: AtomicUsize,
@@ -80,8 +80,12 @@ impl FakeBed {
     fn new(loaded: &check::Loaded, with_hubble: bool) -> Arc<FakeBed> {
         let (tx, mut rx) = mpsc::unbounded_channel::<Result<hubble::Event, hubble::StreamError>>();
         let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
-        let watch =
-            with_hubble.then(|| hubble::FlowWatch::new(stream, hubble::WatchOptions::default()));
+        let watch = with_hubble.then(|| {
+            Arc::new(hubble::FlowWatch::new(
+                stream,
+                hubble::WatchOptions::default(),
+            ))
+        });
         let mut places = HashMap::new();
         for (i, w) in loaded.stack.workloads.iter().enumerate() {
             places.insert(
@@ -325,10 +329,12 @@ impl TestBed for FakeBed {
         })
     }
 
-    fn flows(&self) -> Result<&hubble::FlowWatch, String> {
-        self.watch
-            .as_ref()
-            .ok_or_else(|| "Hubble Relay unreachable at 127.0.0.1:4245".to_string())
+    fn flows(&self) -> BoxFuture<'_, Result<Arc<hubble::FlowWatch>, String>> {
+        let w = self
+            .watch
+            .clone()
+            .ok_or_else(|| "Hubble Relay unreachable at 127.0.0.1:4245".to_string());
+        Box::pin(async move { w })
     }
 
     fn hubble_metrics(&self) -> BoxFuture<'_, Result<Vec<NodeMetrics>, BedError>> {

@@ -82,8 +82,9 @@ pub trait TestBed: Send + Sync {
         cancel: CancellationToken,
     ) -> BoxFuture<'a, Result<String, BedError>>;
 
-    /// The Hubble flow watch of the run, or why there is none (then every Hubble column is inconclusive).
-    fn flows(&self) -> Result<&hubble::FlowWatch, String>;
+    /// The Hubble flow watch to register the next probe with, or why there is none (then the probe's
+    /// Hubble column is inconclusive). A bed may reopen a stream that ended.
+    fn flows(&self) -> BoxFuture<'_, Result<Arc<hubble::FlowWatch>, String>>;
 
     /// The Hubble metrics every Cilium agent exposes.
     fn hubble_metrics(&self) -> BoxFuture<'_, Result<Vec<NodeMetrics>, BedError>>;
@@ -230,7 +231,7 @@ async fn run_flow(
         SystemTime::now(),
     );
     // Register with Hubble before the client starts, so no flow of it is missed.
-    let handle = bed.flows().map(|w| w.register(probe));
+    let handle = bed.flows().await.map(|w| w.register(probe));
     let deadline = started + Duration::from_millis(opts.timeouts.total_ms) + opts.exec_overhead;
     let hubble_deadline =
         started + Duration::from_millis(opts.timeouts.total_ms) + opts.hubble_margin;
