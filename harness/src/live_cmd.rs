@@ -188,6 +188,9 @@ pub fn run(root: &Path, a: RunArgs) -> Outcome {
                         let mut env = env;
                         env.cilium = state.cilium_version.clone().unwrap_or(env.cilium);
                         env.kubernetes = bed.kubernetes_version().await;
+                        if state.mode == testbed::Mode::Kind {
+                            env.kind = kind_node_image(root);
+                        }
                         runner::results(env, &loaded.model, rs)
                     }
                 }
@@ -207,6 +210,14 @@ pub fn run(root: &Path, a: RunArgs) -> Outcome {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The kind node image of kind/cluster.yaml (`kindest/node:v1.34.11@sha256:...`), for the results.
+fn kind_node_image(root: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(root.join("kind/cluster.yaml")).ok()?;
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("image:"))
+        .map(|i| i.trim().to_string())
 }
 
 /// Whether a run meets what was expected of it.
@@ -375,5 +386,62 @@ pub fn upgrade(root: &Path, a: UpgradeArgs) -> Outcome {
         } else {
             ExitCode::from(1)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+
+    #[test]
+    fn kind_node_image_comes_from_the_cluster_config() {
+        let image = kind_node_image(&root()).expect("kind/cluster.yaml names an image");
+        assert!(
+            image.starts_with("kindest/node:v1.") && image.contains("@sha256:"),
+            "{image}"
+        );
+    }
+
+    fn run_doc() -> Results {
+        Results::read(&root().join("harness/tests/data/run-hardened-1.19.json"))
+            .expect("scripted run")
+    }
+
+    #[test]
+    fn a_run_succeeds_only_when_every_scenario_passes_or_does_not_apply() {
+        let mut r = run_doc();
+        assert!(
+            !run_succeeded(&r, Expect::Intent),
+            "the scripted run has failures"
+        );
+        for s in &mut r.scenarios {
+            if s.status != Status::NotApplicable {
+                s.status = Status::Pass;
+            }
+        }
+        assert!(run_succeeded(&r, Expect::Intent));
+        r.scenarios[0].status = Status::Inconclusive;
+        assert!(
+            !run_succeeded(&r, Expect::Intent),
+            "inconclusive is never a success"
+        );
+    }
+
+    #[test]
+    fn with_expect_model_failures_the_model_predicted_are_success_but_divergences_are_not() {
+        let mut r = run_doc();
+        for s in &mut r.scenarios {
+            s.model_divergence = false;
+            if s.status == Status::Inconclusive {
+                s.status = Status::Fail;
+            }
+        }
+        assert!(run_succeeded(&r, Expect::Model));
+        r.scenarios[1].model_divergence = true;
+        assert!(!run_succeeded(&r, Expect::Model));
     }
 }
