@@ -611,39 +611,25 @@ impl Model {
         groups: &[(usize, usize, &PortGroup)],
         flow: &Flow,
     ) -> Option<(Outcome, Option<String>)> {
-        let http: Vec<&HttpRule> = groups
-            .iter()
-            .filter_map(|(_, _, g)| {
-                if let L7::Http(r) = &g.l7 {
-                    Some(r.iter())
-                } else {
-                    None
-                }
-            })
-            .flatten()
-            .collect();
-        let kafka: Vec<&KafkaRule> = groups
-            .iter()
-            .filter_map(|(_, _, g)| {
-                if let L7::Kafka(r) = &g.l7 {
-                    Some(r.iter())
-                } else {
-                    None
-                }
-            })
-            .flatten()
-            .collect();
-        let dns: Vec<&DnsRule> = groups
-            .iter()
-            .filter_map(|(_, _, g)| {
-                if let L7::Dns(r) = &g.l7 {
-                    Some(r.iter())
-                } else {
-                    None
-                }
-            })
-            .flatten()
-            .collect();
+        // The union of the rules of one L7 kind over every group that applies.
+        fn union<'a, T>(
+            groups: &[(usize, usize, &'a PortGroup)],
+            pick: fn(&L7) -> Option<&Vec<T>>,
+        ) -> Vec<&'a T> {
+            groups
+                .iter()
+                .filter_map(|(_, _, g)| pick(&g.l7))
+                .flatten()
+                .collect()
+        }
+        let http: Vec<&HttpRule> =
+            union(groups, |l| if let L7::Http(r) = l { Some(r) } else { None });
+        let kafka: Vec<&KafkaRule> =
+            union(
+                groups,
+                |l| if let L7::Kafka(r) = l { Some(r) } else { None },
+            );
+        let dns: Vec<&DnsRule> = union(groups, |l| if let L7::Dns(r) = l { Some(r) } else { None });
         match &flow.l7 {
             Some(L7Request::Http(req)) if !http.is_empty() => {
                 // §5: a request passes if any rule matches; otherwise Envoy answers 403 (§6).
