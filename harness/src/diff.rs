@@ -1,8 +1,11 @@
 //! `harness diff`: verdict changes between two results documents, scenario by scenario.
 //!
 //! Every scenario present in either document falls in one class:
-//! - **widening**: denied before, allowed after (the dangerous one);
-//! - **narrowing**: allowed before, denied after;
+//! - **widening**: denied before, allowed after, against the intent (deny): a regression, the dangerous
+//!   one (exit 1);
+//! - **narrowing**: allowed before, denied after, against the intent (allow);
+//! - **fix**: a decision change towards the intent (denied → allowed where the intent is allow, allowed →
+//!   denied where it is deny); reported, never a failure;
 //! - **evidence only**: the same decision, but something else changed (the layer, direction or drop
 //!   reason of a deny, the client's outcome, Hubble's verdict, the status), or one side has no
 //!   conclusive observation, so no decision can be compared;
@@ -10,7 +13,9 @@
 //! - unchanged (counted, not listed).
 //!
 //! The decision compared is the one observed (client and Hubble) when both documents are live runs, and
-//! the model's otherwise (an offline check has no observation). Policies whose status changed (in force on
+//! the model's otherwise (an offline check has no observation). Observed, a flow that got through in
+//! either column is an allow, even when the other column shows a drop (so a real widening is never
+//! missed); a Hubble drop for a reason other than policy is no decision at all. Policies whose status changed (in force on
 //! one Cilium version, rejected on another) are listed too, and named as the likely cause of the verdict
 //! changes of the scenarios they decided.
 
@@ -26,10 +31,12 @@ use crate::results::{Results, ResultsKind, ScenarioResult, Status};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
 #[serde(rename_all = "kebab-case")]
 pub enum ChangeClass {
-    /// Denied before, allowed after.
+    /// Denied before, allowed after, and the intent is deny: a regression.
     Widening,
-    /// Allowed before, denied after.
+    /// Allowed before, denied after, and the intent is allow.
     Narrowing,
+    /// The decision changed towards the intent.
+    Fix,
     /// The same decision; other evidence changed.
     EvidenceOnly,
     /// Only in the second document.
@@ -39,9 +46,10 @@ pub enum ChangeClass {
 }
 
 impl ChangeClass {
-    pub const ALL: [ChangeClass; 5] = [
+    pub const ALL: [ChangeClass; 6] = [
         ChangeClass::Widening,
         ChangeClass::Narrowing,
+        ChangeClass::Fix,
         ChangeClass::EvidenceOnly,
         ChangeClass::New,
         ChangeClass::Removed,
@@ -51,6 +59,7 @@ impl ChangeClass {
         match self {
             ChangeClass::Widening => "widening",
             ChangeClass::Narrowing => "narrowing",
+            ChangeClass::Fix => "fix",
             ChangeClass::EvidenceOnly => "evidence-only",
             ChangeClass::New => "new",
             ChangeClass::Removed => "removed",
@@ -59,8 +68,13 @@ impl ChangeClass {
 
     fn heading(self) -> &'static str {
         match self {
-            ChangeClass::Widening => "Widening: denied before, allowed after",
-            ChangeClass::Narrowing => "Narrowing: allowed before, denied after",
+            ChangeClass::Widening => {
+                "Widening against the intent: denied before, allowed after, the intent is deny"
+            }
+            ChangeClass::Narrowing => {
+                "Narrowing against the intent: allowed before, denied after, the intent is allow"
+            }
+            ChangeClass::Fix => "Fixes: the verdict moved towards the intent",
             ChangeClass::EvidenceOnly => {
                 "Evidence-only changes: same decision, other evidence changed"
             }
@@ -217,6 +231,69 @@ impl Diff {
     }
 }
 
+/// The policy drop reasons as Hubble names them; any other drop reason is no policy verdict.
+const POLICY_DROP_REASONS: [&str; 2] = ["POLICY_DENIED", "POLICY_DENY"];
+
+/// The Hubble column's reading for comparing runs, and why it is unclear when Hubble saw a drop for a
+/// reason other than policy (unroutable, conntrack, ...): such a drop is never a deny. The runner records it
+/// as `dropped-other`; an older document may record it as `dropped-l4` with the reason on its flows.
+fn hubble_observed(s: &ScenarioResult) -> (evidence::Reading, Option<String>) {
+    let Some(h) = &s.hubble else {
+        return (evidence::Reading::Unclear, None);
+    };
+    let reason = evidence::drop_reason(&h.flows);
+    let other = match h.verdict.as_str() {
+        crate::runner::DROPPED_OTHER => true,
+        "dropped-l4" => reason
+            .as_deref()
+            .is_some_and(|r| !POLICY_DROP_REASONS.contains(&r)),
+        _ => false,
+    };
+    if other {
+        let named = reason.map_or_else(|| h.detail.clone(), |r| r.to_string());
+        (
+            evidence::Reading::Unclear,
+            Some(format!(
+                "Hubble shows a drop for a reason other than policy ({named}), which is no policy verdict"
+            )),
+        )
+    } else {
+        (evidence::hubble_reading(s), None)
+    }
+}
+
+/// The decision observed in a live run, with the evidence priority that keeps a widening from being
+/// missed: when either column saw the flow get through (the client completed, or Hubble forwarded it),
+/// the decision is allow, even if the other column shows a drop; otherwise a deny seen by either column
+/// is a deny; otherwise there is no decision. A Hubble drop for a reason other than policy counts for
+/// nothing (the second value says so).
+fn observed_decision(s: &ScenarioResult) -> (Option<Decision>, Option<String>) {
+    let (hubble, why) = hubble_observed(s);
+    let readings = [evidence::client_reading(s), hubble];
+    let decision = if readings.contains(&evidence::Reading::Allow) {
+        Some(Decision::Allow)
+    } else if readings
+        .iter()
+        .any(|r| matches!(r, evidence::Reading::Deny { .. }))
+    {
+        Some(Decision::Deny)
+    } else {
+        None
+    };
+    (decision, why)
+}
+
+/// Whether the client and Hubble reached different conclusive decisions in a run.
+fn observations_disagree(s: &ScenarioResult) -> bool {
+    match (
+        evidence::client_reading(s).decision(),
+        hubble_observed(s).0.decision(),
+    ) {
+        (Some(a), Some(b)) => a != b,
+        _ => false,
+    }
+}
+
 fn side(s: &ScenarioResult, basis: Basis) -> Side {
     let model = crate::output::verdict_short(&s.model);
     let (client, hubble) = match (&s.client, &s.hubble) {
@@ -229,11 +306,12 @@ fn side(s: &ScenarioResult, basis: Basis) -> Side {
     let (decision, verdict) = match basis {
         Basis::Model => (Some(s.model.decision), model.clone()),
         Basis::Observed => {
-            let d = evidence::observed_decision(s);
-            let word = match d {
-                Some(Decision::Allow) => "allow",
-                Some(Decision::Deny) => "deny",
-                None => "no conclusive observation",
+            let (d, why) = observed_decision(s);
+            let word = match (d, why) {
+                (Some(Decision::Allow), _) => "allow".to_string(),
+                (Some(Decision::Deny), _) => "deny".to_string(),
+                (None, Some(why)) => format!("no conclusive observation: {why}"),
+                (None, None) => "no conclusive observation".to_string(),
             };
             (
                 d,
@@ -406,6 +484,16 @@ pub fn diff(before: &Results, after: &Results) -> Diff {
         let sb = side(b, basis);
         let mut changes = Vec::new();
         let class = match (sb.decision, sa.decision) {
+            (Some(Decision::Deny), Some(Decision::Allow))
+                if a.intent.decision == Decision::Allow =>
+            {
+                Some(ChangeClass::Fix)
+            }
+            (Some(Decision::Allow), Some(Decision::Deny))
+                if a.intent.decision == Decision::Deny =>
+            {
+                Some(ChangeClass::Fix)
+            }
             (Some(Decision::Deny), Some(Decision::Allow)) => Some(ChangeClass::Widening),
             (Some(Decision::Allow), Some(Decision::Deny)) => Some(ChangeClass::Narrowing),
             (x, y) if x != y => {
@@ -425,7 +513,10 @@ pub fn diff(before: &Results, after: &Results) -> Diff {
             Basis::Model => &["model:", "model drop reason:", "model expected outcome:"],
             Basis::Observed => &["client:", "hubble:", "hubble drop reason:"],
         };
-        let decided = matches!(class, Some(ChangeClass::Widening | ChangeClass::Narrowing));
+        let decided = matches!(
+            class,
+            Some(ChangeClass::Widening | ChangeClass::Narrowing | ChangeClass::Fix)
+        );
         changes.extend(
             fields
                 .into_iter()
@@ -439,9 +530,7 @@ pub fn diff(before: &Results, after: &Results) -> Diff {
             }
             None => ChangeClass::EvidenceOnly,
         };
-        if basis == Basis::Observed
-            && (evidence::observations_disagree(b) || evidence::observations_disagree(a))
-        {
+        if basis == Basis::Observed && (observations_disagree(b) || observations_disagree(a)) {
             changes.push("client and Hubble disagree on one side; the allow is taken".into());
         }
         scenarios.push(ScenarioChange {
@@ -484,7 +573,13 @@ pub fn diff(before: &Results, after: &Results) -> Diff {
 fn counts(d: &Diff) -> String {
     let mut parts: Vec<String> = ChangeClass::ALL
         .iter()
-        .map(|c| format!("{} {}", d.of_class(*c).count(), c.as_str()))
+        .map(|c| {
+            let n = d.of_class(*c).count();
+            match c {
+                ChangeClass::Fix => format!("{n} fix{}", if n == 1 { "" } else { "es" }),
+                _ => format!("{n} {}", c.as_str()),
+            }
+        })
         .collect();
     parts.push(format!("{} unchanged", d.unchanged));
     let mut t = parts.join(", ");
@@ -570,7 +665,10 @@ fn render_text(d: &Diff) -> String {
             for cause in &c.causes {
                 detail(&mut o, "cause", cause);
             }
-            if matches!(class, ChangeClass::Widening | ChangeClass::Narrowing) {
+            if matches!(
+                class,
+                ChangeClass::Widening | ChangeClass::Narrowing | ChangeClass::Fix
+            ) {
                 detail(&mut o, "now", &c.explanation);
             }
         }
@@ -579,8 +677,9 @@ fn render_text(d: &Diff) -> String {
     if d.is_empty() {
         let _ = write!(
             o,
-            "No verdict changed ({} scenarios compared).",
-            d.unchanged
+            "No verdict changed ({} scenario{} compared).",
+            d.unchanged,
+            if d.unchanged == 1 { "" } else { "s" }
         );
     } else {
         let _ = write!(o, "{}", counts(d));
@@ -648,8 +747,9 @@ fn render_markdown(d: &Diff) -> String {
     if d.is_empty() {
         let _ = writeln!(
             o,
-            "No verdict changed ({} scenarios compared).",
-            d.unchanged
+            "No verdict changed ({} scenario{} compared).",
+            d.unchanged,
+            if d.unchanged == 1 { "" } else { "s" }
         );
     }
     o

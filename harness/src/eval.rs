@@ -62,6 +62,7 @@ pub struct Query {
     pub id: String,
     pub from: String,
     pub to: String,
+    #[serde(deserialize_with = "crate::policy::port_number")]
     pub port: u16,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<Protocol>,
@@ -94,7 +95,92 @@ pub fn run(
     version: CiliumVersion,
 ) -> Result<EvalOutput, InputError> {
     let text = load::read_text(queries_file)?;
-    let qf: QueryFile = load::parse_one(queries_file, &text)?;
+    let qf = parse_query_file(queries_file, &text)?;
+    let ids = query_identities(stack, &qf, queries_file)?;
+    let model = Model::build(policies, ids, version);
+    let mut results = Vec::new();
+    for q in qf.queries {
+        let resolve = |field: &str, peer: &str| -> Result<usize, InputError> {
+            if let Ok(ip) = peer.parse::<IpAddr>()
+                && let Some(i) = model.identities.iter().position(|i| i.ip == Some(ip))
+            {
+                return Ok(i);
+            }
+            model.identity(peer).ok_or_else(|| {
+                let names: Vec<&str> = model.identities.iter().map(|i| i.name.as_str()).collect();
+                let close = load::nearest(peer, names.iter().copied());
+                let hint = match close.first() {
+                    Some(n) => format!("did you mean `{n}`? "),
+                    None => String::new(),
+                };
+                InputError::at(
+                    queries_file,
+                    line_of(&text, &q.id),
+                    format!(
+                        "query `{}`: {field}: `{peer}` is not a workload (namespace/name), an outside host, an IP address, host, remote-node or kube-apiserver; {hint}known: {}",
+                        q.id,
+                        names.join(", ")
+                    ),
+                )
+            })
+        };
+        let from = resolve("from", &q.from)?;
+        let to = resolve("to", &q.to)?;
+        let protocol = q
+            .protocol
+            .or_else(|| q.request.as_ref().map(Request::protocol))
+            .unwrap_or(Protocol::Tcp);
+        let flow = Flow {
+            from,
+            to,
+            port: q.port,
+            protocol,
+            l7: q.request.as_ref().and_then(Request::l7),
+        };
+        let mut verdict = model.explain(&flow);
+        if !verdict.explanation.contains("docs/semantics.md#") {
+            let cite = crate::check::citation(&verdict, flow.l7.as_ref());
+            verdict.explanation = format!("{} ({cite})", verdict.explanation);
+        }
+        results.push(EvalResult { query: q, verdict });
+    }
+    Ok(EvalOutput {
+        cilium: version.to_string(),
+        policies: model.policies.clone(),
+        results,
+    })
+}
+
+/// Parse a query file; a file that is a list instead of a mapping gets a message saying what is expected.
+///
+/// # Errors
+/// Bad query file (path, line, field).
+pub fn parse_query_file(path: &Path, text: &str) -> Result<QueryFile, InputError> {
+    let first = text.lines().enumerate().find(|(_, l)| {
+        !l.trim().is_empty() && !l.trim_start().starts_with('#') && l.trim() != "---"
+    });
+    if let Some((i, l)) = first
+        && (l.trim_start().starts_with("- ") || l.trim() == "-" || l.trim_start().starts_with('['))
+    {
+        return Err(InputError::at(
+            path,
+            Some(i as u64 + 1),
+            "the query file is a list; it must be a mapping with `queries:` (a list of queries) and optionally `workloads:` (see the README, \"Query format\")",
+        ));
+    }
+    load::parse_one(path, text)
+}
+
+/// The identities a query file is decided against: the stack's, the file's own workloads, and a world
+/// identity for every address a query names. `harness eval --dump-identities` exports them for the oracle.
+///
+/// # Errors
+/// A workload of the file that already exists in the stack.
+pub fn query_identities(
+    stack: &Stack,
+    qf: &QueryFile,
+    queries_file: &Path,
+) -> Result<Vec<Identity>, InputError> {
     let mut ids = Model::identities_of(stack);
     for w in &qf.workloads {
         let mut nsl = stack.namespace_labels(&w.namespace);
@@ -131,44 +217,20 @@ pub fn run(
             }
         }
     }
-    let model = Model::build(policies, ids, version);
-    let mut results = Vec::new();
-    for q in qf.queries {
-        let resolve = |field: &str, peer: &str| -> Result<usize, InputError> {
-            if let Ok(ip) = peer.parse::<IpAddr>()
-                && let Some(i) = model.identities.iter().position(|i| i.ip == Some(ip))
-            {
-                return Ok(i);
-            }
-            model.identity(peer).ok_or_else(|| {
-                InputError::at(
-                    queries_file,
-                    line_of(&text, &q.id),
-                    format!("query `{}`: {field}: `{peer}` is not a workload (namespace/name), an outside host, an IP address, host, remote-node or kube-apiserver", q.id),
-                )
-            })
-        };
-        let from = resolve("from", &q.from)?;
-        let to = resolve("to", &q.to)?;
-        let protocol = q
-            .protocol
-            .or_else(|| q.request.as_ref().map(Request::protocol))
-            .unwrap_or(Protocol::Tcp);
-        let flow = Flow {
-            from,
-            to,
-            port: q.port,
-            protocol,
-            l7: q.request.as_ref().and_then(Request::l7),
-        };
-        let verdict = model.explain(&flow);
-        results.push(EvalResult { query: q, verdict });
-    }
-    Ok(EvalOutput {
-        cilium: version.to_string(),
-        policies: model.policies.clone(),
-        results,
-    })
+    Ok(ids)
+}
+
+/// Read a query file and give its identities (see [`query_identities`]).
+///
+/// # Errors
+/// Bad query file (path, line, field).
+pub fn read_query_identities(
+    stack: &Stack,
+    queries_file: &Path,
+) -> Result<Vec<Identity>, InputError> {
+    let text = load::read_text(queries_file)?;
+    let qf = parse_query_file(queries_file, &text)?;
+    query_identities(stack, &qf, queries_file)
 }
 
 fn line_of(text: &str, id: &str) -> Option<u64> {

@@ -23,11 +23,15 @@ enum Source {
         container: String,
     },
     Outside(String),
+    /// The lab: a pod's or outside host's network namespace, probes run with the host's agent binary.
+    Netns(String),
 }
 
 /// The live test bed of a state file.
 pub struct LiveBed {
     exec: testbed::LiveExecutor,
+    /// The lab's details (lab mode only).
+    lab: Option<testbed::state::LabState>,
     places: HashMap<String, Result<Place, BedError>>,
     sources: HashMap<String, Source>,
     watch: Result<RelayWatch, String>,
@@ -45,6 +49,49 @@ fn selector(w: &crate::stack::Workload) -> String {
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(",")
+    }
+}
+
+/// Where each outside host is, or why scenarios from it cannot run: not applicable on a test bed that has
+/// none by design (an existing cluster), a failure of the test bed when `up` did not start them.
+fn outside_places(
+    outside: &testbed::OutsideHosts,
+    stack: &Stack,
+) -> Vec<(String, Result<Place, BedError>)> {
+    match outside {
+        testbed::OutsideHosts::Started { hosts, .. } => hosts
+            .iter()
+            .map(|h| {
+                let ip = std::net::IpAddr::V4(h.ip);
+                (
+                    h.name.clone(),
+                    Ok(Place {
+                        ip,
+                        hubble: hubble::Peer::ip(ip),
+                    }),
+                )
+            })
+            .collect(),
+        testbed::OutsideHosts::NotAvailable { reason } => stack
+            .outside
+            .iter()
+            .map(|h| {
+                let why = format!("outside host {}: {reason}", h.name);
+                (h.name.clone(), Err(BedError::NotApplicable(why)))
+            })
+            .collect(),
+        testbed::OutsideHosts::NotStarted => stack
+            .outside
+            .iter()
+            .map(|h| {
+                let why = format!(
+                    "outside host {}: {}",
+                    h.name,
+                    testbed::state::OUTSIDE_NOT_STARTED
+                );
+                (h.name.clone(), Err(BedError::Failed(why)))
+            })
+            .collect(),
     }
 }
 
@@ -96,31 +143,11 @@ impl LiveBed {
                 }
             }
         }
-        match &state.outside {
-            testbed::OutsideHosts::Started { hosts, .. } => {
-                for h in hosts {
-                    let ip = std::net::IpAddr::V4(h.ip);
-                    places.insert(
-                        h.name.clone(),
-                        Ok(Place {
-                            ip,
-                            hubble: hubble::Peer::ip(ip),
-                        }),
-                    );
-                    sources.insert(h.name.clone(), Source::Outside(h.name.clone()));
-                }
+        for (name, place) in outside_places(&state.outside, stack) {
+            if place.is_ok() {
+                sources.insert(name.clone(), Source::Outside(name.clone()));
             }
-            testbed::OutsideHosts::NotAvailable { reason } => {
-                for h in &stack.outside {
-                    places.insert(
-                        h.name.clone(),
-                        Err(BedError::NotApplicable(format!(
-                            "outside host {}: {reason}",
-                            h.name
-                        ))),
-                    );
-                }
-            }
+            places.insert(name, place);
         }
         progress.step_started("Open the Hubble flow stream");
         let watch = match relay.or(state.relay_address.as_deref()) {
@@ -131,8 +158,31 @@ impl LiveBed {
             Ok(w) => progress.detail(&format!("following flows from {}", w.url)),
             Err(why) => progress.detail(&format!("no Hubble evidence this run: {why}")),
         }
+        // In the lab, probes run in the pods' and outside hosts' network namespaces.
+        if let Some(lab) = &state.lab {
+            for (id, source) in sources.iter_mut() {
+                let netns = match source {
+                    Source::Pod { namespace, pod, .. } => {
+                        lab.pods.get(&format!("{namespace}/{pod}")).cloned()
+                    }
+                    Source::Outside(host) => match &state.outside {
+                        testbed::OutsideHosts::Started { hosts, .. } => hosts
+                            .iter()
+                            .find(|h| &h.name == host)
+                            .map(|h| h.container.clone()),
+                        _ => None,
+                    },
+                    Source::Netns(n) => Some(n.clone()),
+                };
+                match netns {
+                    Some(n) => *source = Source::Netns(n),
+                    None => progress.detail(&format!("{id}: no network namespace in the lab")),
+                }
+            }
+        }
         Ok(LiveBed {
             exec,
+            lab: state.lab.clone(),
             places,
             sources,
             watch,
@@ -203,6 +253,14 @@ impl RelayWatch {
 }
 
 impl LiveBed {
+    /// What the Hubble flow stream has delivered so far (of the current stream, if it was reopened).
+    pub async fn hubble_stats(&self) -> Option<hubble::WatchStats> {
+        match &self.watch {
+            Ok(w) => Some(w.current.lock().await.stats()),
+            Err(_) => None,
+        }
+    }
+
     /// The API server's version (`v1.34.11`), for the results document.
     pub async fn kubernetes_version(&self) -> Option<String> {
         self.exec
@@ -246,6 +304,23 @@ impl TestBed for LiveBed {
                         .exec_outside_cancellable(host, &args, deadline, cancel)
                         .await
                 }
+                Some(Source::Netns(netns)) => match &self.lab {
+                    Some(lab) => {
+                        testbed::lab::exec_netns_cancellable(
+                            &lab.agent_bin,
+                            netns,
+                            &args,
+                            deadline,
+                            cancel,
+                        )
+                        .await
+                    }
+                    None => {
+                        return Err(BedError::Failed(format!(
+                            "{source}: network namespace {netns} outside a lab"
+                        )));
+                    }
+                },
                 None => {
                     return Err(match self.places.get(source) {
                         Some(Err(e)) => e.clone(),
@@ -270,6 +345,12 @@ impl TestBed for LiveBed {
         })
     }
 
+    fn no_envoy(&self) -> Option<String> {
+        self.lab
+            .as_ref()
+            .map(|_| "the lab has no Envoy".to_string())
+    }
+
     fn flows(&self) -> BoxFuture<'_, Result<Arc<hubble::FlowWatch>, String>> {
         Box::pin(async move {
             match &self.watch {
@@ -281,6 +362,18 @@ impl TestBed for LiveBed {
 
     fn hubble_metrics(&self) -> BoxFuture<'_, Result<Vec<NodeMetrics>, BedError>> {
         Box::pin(async move {
+            if let Some(lab) = &self.lab {
+                let a = testbed::lab::hubble_metrics(&lab.hubble_metrics_url)
+                    .await
+                    .map_err(BedError::Failed)?;
+                return Ok(vec![NodeMetrics {
+                    node: match a.problem {
+                        Some(p) => format!("{} ({p})", a.node),
+                        None => a.node,
+                    },
+                    metrics: a.enabled,
+                }]);
+            }
             let agents = tokio::time::timeout(
                 Duration::from_secs(30),
                 testbed::metrics::hubble_metrics(self.exec.client(), &self.cilium_namespace),
@@ -301,5 +394,127 @@ impl TestBed for LiveBed {
                 })
                 .collect())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> testbed::State {
+        testbed::State {
+            version: testbed::state::STATE_VERSION,
+            mode: testbed::Mode::Kind,
+            cluster_name: "cnp-harness".into(),
+            kube_context: "kind-cnp-harness".into(),
+            cilium_version: Some("1.19.8".into()),
+            cilium_namespace: "kube-system".into(),
+            agent_image: "harness-agent:dev".into(),
+            relay_address: None,
+            outside: testbed::OutsideHosts::Started {
+                network: "harness-kind".into(),
+                hosts: vec![testbed::state::OutsideHostState {
+                    name: "lb".into(),
+                    ip: "10.0.0.10".parse().expect("ip"),
+                    container: "cnp-harness-outside-lb".into(),
+                }],
+            },
+            lock_holder: "test".into(),
+            created: Vec::new(),
+            kubeconfig: None,
+            lab: None,
+        }
+    }
+
+    #[test]
+    fn outside_hosts_up_did_not_start_are_a_bed_failure_not_not_applicable() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let stack = Stack::load(&root.join("fixtures/stack.yaml")).expect("stack");
+        assert!(!stack.outside.is_empty());
+        let not_started = outside_places(&testbed::OutsideHosts::NotStarted, &stack);
+        assert_eq!(not_started.len(), stack.outside.len());
+        for (name, place) in &not_started {
+            match place {
+                Err(BedError::Failed(why)) => assert!(why.contains("harness up"), "{name}: {why}"),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        let existing = testbed::OutsideHosts::NotAvailable {
+            reason: "existing cluster".into(),
+        };
+        assert!(
+            outside_places(&existing, &stack)
+                .iter()
+                .all(|(_, p)| matches!(p, Err(BedError::NotApplicable(_))))
+        );
+        let started = outside_places(&state().outside, &stack);
+        assert_eq!(started.len(), 1);
+        assert_eq!(
+            started[0].1.as_ref().map(|p| p.ip.to_string()).ok(),
+            Some("10.0.0.10".into())
+        );
+    }
+
+    /// A `docker` that stands for `docker exec -i <container> agent probe ... --cancel-on-stdin`: it waits
+    /// for one line on its standard input and prints it back as the agent's answer.
+    fn fake_docker(dir: &Path) {
+        let path = dir.join("docker");
+        std::fs::write(
+            &path,
+            "#!/bin/sh\n\
+             [ \"$1 $2\" = \"exec -i\" ] || { echo \"expected docker exec -i, got: $*\" >&2; exit 3; }\n\
+             IFS= read -r line || line='(standard input closed)'\n\
+             printf '{\"stdin\":\"%s\"}\\n' \"$line\"\n",
+        )
+        .expect("write the fake docker");
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+
+    /// The live bed's whole path for an outside host (`LiveBed::exec` → `LiveExecutor` → `docker exec
+    /// -i`): when the runner cancels a probe, the agent receives the stop line on its standard input.
+    #[tokio::test]
+    async fn a_cancelled_probe_on_an_outside_host_receives_the_stop_line_on_stdin() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fake_docker(dir.path());
+        let state = state();
+        let client = kube::Client::try_from(kube::Config::new(
+            "http://127.0.0.1:9".parse().expect("url"),
+        ))
+        .expect("client");
+        let exec = testbed::LiveExecutor::new(
+            client,
+            &state,
+            testbed::command::Tools {
+                bin_dir: Some(dir.path().to_path_buf()),
+            },
+            Arc::new(testbed::command::SystemRunner),
+        );
+        let bed = LiveBed {
+            exec,
+            lab: None,
+            places: HashMap::new(),
+            sources: HashMap::from([("lb".to_string(), Source::Outside("lb".into()))]),
+            watch: Err("no Relay in this test".into()),
+            cilium_namespace: "kube-system".into(),
+        };
+        let cancel = CancellationToken::new();
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            stop.cancel();
+        });
+        let started = Instant::now();
+        let args = vec!["agent".to_string(), "probe".into(), "tcp".into()];
+        let out = bed
+            .exec("lb", args, started + Duration::from_secs(10), cancel)
+            .await
+            .expect("the probe ends once it is told to stop");
+        assert_eq!(out.trim(), r#"{"stdin":"stop"}"#);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }

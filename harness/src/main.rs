@@ -45,8 +45,8 @@ enum Command {
         /// A posture name under policies/ (seed, hardened) or a directory of policy files.
         #[arg(long, default_value = "hardened")]
         posture: String,
-        /// Cilium version whose semantics to apply (MAJOR.MINOR[.PATCH]).
-        #[arg(long, default_value = "1.19")]
+        /// Cilium version whose semantics to apply (MAJOR.MINOR[.PATCH]; 1.16 to 1.20).
+        #[arg(long, default_value = "1.19", value_parser = harness::model::version::parse_covered)]
         cilium_version: CiliumVersion,
         /// Output format on stdout.
         #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -57,6 +57,14 @@ enum Command {
         /// Only scenarios whose id matches this regular expression.
         #[arg(long)]
         filter: Option<String>,
+        /// The directory of scenario files to judge (every *.yaml in it).
+        #[arg(long, default_value = "fixtures/scenarios")]
+        scenarios: PathBuf,
+        /// Also ask Cilium's own policy engine (the Go program in oracle/, Cilium 1.19) every scenario and
+        /// print whether it agrees with the model. Needs Go the first time (the oracle is built once and
+        /// cached); 1.19 only. Exit 1 when it disagrees.
+        #[arg(long)]
+        oracle: bool,
     },
     /// Set up the test bed: Docker network, kind cluster, Cilium + Hubble, the stack, the outside hosts.
     ///
@@ -64,6 +72,18 @@ enum Command {
     /// live commands read. With --existing, uses the current kube context's cluster (which must already run
     /// Cilium): deploys only the stack, never installs Cilium, and records exactly what it created.
     Up {
+        /// Where to build the test bed: `kind` (a kind cluster in Docker) or `lab` (a real Cilium agent,
+        /// control plane and the stack's pods as processes and network namespaces on this Linux host, no
+        /// Docker; needs root, BPF with BTF, VXLAN and clang >= 18; builds its binaries from Go modules
+        /// the first time, about 30 minutes). The lab's Cilium version is the one lab/cilium/go.mod pins.
+        #[arg(
+            long,
+            env = "HARNESS_BACKEND",
+            value_enum,
+            default_value = "kind",
+            conflicts_with = "existing"
+        )]
+        backend: live_cmd::Backend,
         /// Cilium chart version to install (kind only).
         #[arg(long, env = "HARNESS_CILIUM_VERSION", default_value = testbed::DEFAULT_CILIUM_VERSION)]
         cilium_version: String,
@@ -80,6 +100,26 @@ enum Command {
         #[arg(long, requires = "existing")]
         agent_image: Option<String>,
     },
+    /// The main job in one command: bring up a live test bed (kept if it is already up), apply the
+    /// posture, run every scenario with real traffic and Hubble evidence, write the results.
+    ///
+    /// The backend is chosen by itself unless --backend says: kind when a Docker engine answers, else the
+    /// lab when this host can run it (Linux, root, BPF with BTF, VXLAN, clang >= 18; its first build takes
+    /// about 30 minutes), else no live run at all: the offline check, labelled a prediction.
+    Conform {
+        /// kind or lab; default: chosen as described above.
+        #[arg(long, env = "HARNESS_BACKEND", value_enum)]
+        backend: Option<live_cmd::Backend>,
+        /// A posture name under policies/ (seed, hardened) or a directory of policy files.
+        #[arg(long, env = "HARNESS_POSTURE", default_value = "hardened")]
+        posture: String,
+        /// Where to write the results document.
+        #[arg(long, default_value = ".harness/results.json")]
+        results: PathBuf,
+        /// What makes the run a success: every intent met, or every observation as the model predicted.
+        #[arg(long, value_enum, default_value_t = live_cmd::Expect::Intent)]
+        expect: live_cmd::Expect,
+    },
     /// Apply a posture: strict server-side apply, removal of the other posture's policies, then wait until
     /// every Cilium agent enforces it.
     ///
@@ -87,6 +127,7 @@ enum Command {
     /// applied. A policy the API server rejects (for example `kafka` rules on Cilium 1.20) is reported with
     /// the server's message.
     Apply {
+        /// A posture name under policies/ (seed, hardened) or a directory of policy files.
         #[arg(long, env = "HARNESS_POSTURE", default_value = "hardened")]
         posture: String,
     },
@@ -97,11 +138,16 @@ enum Command {
     /// prints the table. Exit 0 when every scenario passed (or, with --expect model, when every observation
     /// matched the model).
     Run {
+        /// The posture the cluster enforces (applied with `apply`): a name under policies/ or a directory;
+        /// the model's predictions are computed from it.
         #[arg(long, env = "HARNESS_POSTURE", default_value = "hardened")]
         posture: String,
         /// Only scenarios whose id (or phase::id) matches this regular expression.
         #[arg(long)]
         filter: Option<String>,
+        /// The directory of scenario files to run (every *.yaml in it).
+        #[arg(long, default_value = "fixtures/scenarios")]
+        scenarios: PathBuf,
         /// Where to write the results document.
         #[arg(long, default_value = ".harness/results.json")]
         results: PathBuf,
@@ -132,18 +178,22 @@ enum Command {
     /// two results are diffed. Exit 1 on a widening (deny became allow) the model did not predict (with
     /// --predict-only: on any predicted widening), unless --allow-widening. Files go to .harness/.
     Upgrade {
-        #[arg(long)]
+        /// The Cilium version the test bed runs now (MAJOR.MINOR[.PATCH]; 1.16 to 1.20).
+        #[arg(long, value_parser = harness::model::version::parse_covered)]
         from: CiliumVersion,
-        #[arg(long)]
+        /// The Cilium version to upgrade to (MAJOR.MINOR[.PATCH]; 1.16 to 1.20).
+        #[arg(long, value_parser = harness::model::version::parse_covered)]
         to: CiliumVersion,
         /// The chart version to upgrade to, if --to is only MAJOR.MINOR (e.g. 1.20.2).
         #[arg(long)]
         to_chart: Option<String>,
+        /// A posture name under policies/ (seed, hardened) or a directory of policy files.
         #[arg(long, env = "HARNESS_POSTURE", default_value = "hardened")]
         posture: String,
         /// Only the offline prediction.
         #[arg(long)]
         predict_only: bool,
+        /// Do not fail (exit 1) on a widening against the intent; it is still reported.
         #[arg(long)]
         allow_widening: bool,
     },
@@ -165,14 +215,40 @@ enum Command {
     /// deny), evidence-only changes, new and removed scenarios. Exits 1 when anything widened, unless
     /// --allow-widening.
     Diff {
+        /// The earlier results document (JSON from `check --output` or `run --results`).
         before: PathBuf,
+        /// The later results document, compared with BEFORE.
         after: PathBuf,
-        /// Do not fail on widening.
+        /// Do not fail (exit 1) on a widening against the intent; it is still reported.
         #[arg(long)]
         allow_widening: bool,
         /// Markdown instead of plain text.
         #[arg(long)]
         markdown: bool,
+    },
+    /// Would the scenarios notice a realistic mistake in the posture? Mutation analysis, offline.
+    ///
+    /// Makes single-mistake variants of every policy (operators: label-drop, label-value, selector-empty,
+    /// match-expressions, rule-drop, to-ports-drop, l7-drop, port-change, protocol-any, http-method,
+    /// http-path, http-header-drop, kafka-topic, kafka-role, kafka-client-id, cidr-widen, cidr-except-drop,
+    /// peer-entities, deny-rule-drop, policy-delete), keeps those the policy parser and the Cilium version
+    /// accept, and judges each against the scenarios: killed, survived, or equivalent (no flow of the stack
+    /// gets another verdict, proven by comparing every flow). For each survivor: the change, whether it
+    /// widens or narrows, and a scenario that kills it. Exit 0: no non-equivalent mutant survives; 1: one
+    /// does; 2: bad input.
+    Mutate {
+        /// A posture name under policies/ (seed, hardened) or a directory of policy files.
+        #[arg(long, default_value = "hardened")]
+        posture: String,
+        /// Cilium version whose semantics to apply (MAJOR.MINOR[.PATCH]).
+        #[arg(long, default_value = "1.19")]
+        cilium_version: CiliumVersion,
+        /// Output format on stdout.
+        #[arg(long, value_enum, default_value_t = MutateFormat::Table)]
+        format: MutateFormat,
+        /// Comma-separated operator names (default: all).
+        #[arg(long)]
+        operators: Option<String>,
     },
     /// Decide ad-hoc flows from a query file against any policies; JSON on stdout.
     ///
@@ -187,16 +263,163 @@ enum Command {
         /// The query file.
         #[arg(long)]
         queries: PathBuf,
-        /// Cilium version whose semantics to apply.
-        #[arg(long, default_value = "1.19")]
+        /// Cilium version whose semantics to apply (MAJOR.MINOR[.PATCH]; 1.16 to 1.20).
+        #[arg(long, default_value = "1.19", value_parser = harness::model::version::parse_covered)]
         cilium_version: CiliumVersion,
+        /// Also write the identities the queries are decided over (stack, query workloads, addresses) to
+        /// this file, in the JSON form the oracle reads (oracle/README.md).
+        #[arg(long)]
+        dump_identities: Option<PathBuf>,
     },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum MutateFormat {
+    Table,
+    Json,
+    Markdown,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 enum Format {
     Table,
     Json,
+}
+
+/// `harness check`: every scenario against the model, offline.
+/// Options of `harness check`.
+struct CheckArgs {
+    posture: String,
+    cilium_version: harness::model::CiliumVersion,
+    format: Format,
+    out_file: Option<PathBuf>,
+    filter: Option<String>,
+    scenarios: PathBuf,
+    oracle: bool,
+}
+
+fn check_command(root: &Path, a: CheckArgs) -> Result<ExitCode, InputError> {
+    let CheckArgs {
+        posture,
+        cilium_version,
+        format,
+        out_file,
+        filter,
+        scenarios,
+        oracle,
+    } = a;
+    let posture = posture.as_str();
+    if oracle
+        && format!("{}.{}", cilium_version.major, cilium_version.minor)
+            != harness::oracle::CILIUM_MINOR
+    {
+        return Err(InputError::Invalid(format!(
+            "--oracle: the oracle is Cilium {}'s engine; it cannot check --cilium-version {cilium_version}",
+            harness::oracle::CILIUM_RELEASE
+        )));
+    }
+    let dir = posture_dir(root, posture)?;
+    let inputs = Inputs {
+        policies: vec![dir.clone()],
+        posture: posture.to_string(),
+        stack_file: root.join("fixtures/stack.yaml"),
+        scenarios: scenarios.clone(),
+        helm_values: Some(root.join("kind/cilium-values.yaml")),
+        version: cilium_version,
+    };
+    let loaded = check::load(&inputs)?;
+    for n in &loaded.notes {
+        eprintln!("note: {n}");
+    }
+    let mut results = check::check_loaded(&inputs, &loaded);
+    if let Some(f) = filter {
+        check::apply_filter(&mut results, &f)?;
+    }
+    let json =
+        serde_json::to_string_pretty(&results).map_err(|e| InputError::Invalid(e.to_string()))?;
+    if let Some(path) = out_file {
+        harness::load::write_text(&path, &json)?;
+    }
+    let mut stdout = std::io::stdout().lock();
+    let text = match format {
+        Format::Json => json,
+        Format::Table => harness::report::render(
+            &results,
+            harness::report::ReportFormat::Table,
+            output::use_colour(),
+        ),
+    };
+    let _ = writeln!(stdout, "{text}");
+    drop(stdout);
+    let mut agrees = true;
+    if oracle {
+        let ids: std::collections::BTreeSet<&str> =
+            results.scenarios.iter().map(|s| s.id.as_str()).collect();
+        let asked: Vec<harness::scenario::Scenario> = loaded
+            .scenarios
+            .iter()
+            .filter(|s| ids.contains(s.id.as_str()))
+            .cloned()
+            .collect();
+        agrees = match oracle_check(root, &loaded.stack, &asked, &dir, cilium_version) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("error: --oracle: {e}");
+                false
+            }
+        };
+    }
+    Ok(if results.summary.gaps == 0 && agrees {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `check --oracle`: the scenarios asked of Cilium's own engine; prints the agreement on stderr (stdout
+/// keeps the table or the JSON document). True when every field both decide agrees.
+fn oracle_check(
+    root: &Path,
+    stack: &harness::stack::Stack,
+    scenarios: &[harness::scenario::Scenario],
+    posture_dir: &Path,
+    version: harness::model::CiliumVersion,
+) -> Result<bool, harness::oracle::OracleError> {
+    use harness::oracle;
+    eprintln!(
+        "oracle: asking Cilium {}'s policy engine (oracle/; built with Go on first use, then cached in {})",
+        oracle::CILIUM_RELEASE,
+        oracle::cache_dir().display()
+    );
+    let bin = oracle::ensure_built(root)?;
+    let d = oracle::differential(
+        &oracle::Oracle { bin },
+        stack,
+        scenarios,
+        posture_dir,
+        version,
+    )?;
+    let skipped = scenarios.len() - d.asked.len();
+    eprintln!(
+        "Cilium {}'s engine: {} of {} flow scenario(s) agree with the model{}",
+        oracle::CILIUM_RELEASE,
+        d.agreeing(),
+        d.asked.len(),
+        if skipped > 0 {
+            format!(" ({skipped} configuration check(s) have no flow to ask)")
+        } else {
+            String::new()
+        }
+    );
+    for p in &d.policies {
+        eprintln!("  disagrees: {p}");
+    }
+    for (id, fields) in &d.scenarios {
+        for f in fields {
+            eprintln!("  disagrees: {id}: {f}");
+        }
+    }
+    Ok(d.policies.is_empty() && d.scenarios.is_empty())
 }
 
 fn find_root(explicit: Option<PathBuf>) -> Result<PathBuf, InputError> {
@@ -226,6 +449,16 @@ fn find_root(explicit: Option<PathBuf>) -> Result<PathBuf, InputError> {
     Err(InputError::Invalid(
         "cannot find the repository (a directory holding fixtures/stack.yaml): run inside it or pass --root".into(),
     ))
+}
+
+/// A path from the command line: as given when it exists from the current directory, otherwise under the
+/// project root (so that the defaults work from any directory of the checkout).
+fn relative_to(root: &Path, path: PathBuf) -> PathBuf {
+    if path.is_absolute() || path.exists() {
+        path
+    } else {
+        root.join(path)
+    }
 }
 
 fn posture_dir(root: &Path, posture: &str) -> Result<PathBuf, InputError> {
@@ -260,44 +493,64 @@ fn run(cli: Cli) -> Result<ExitCode, InputError> {
             format,
             output: out_file,
             filter,
+            scenarios,
+            oracle,
+        } => check_command(
+            &root,
+            CheckArgs {
+                posture,
+                cilium_version,
+                format,
+                out_file,
+                filter,
+                scenarios: relative_to(&root, scenarios),
+                oracle,
+            },
+        ),
+        Command::Conform {
+            backend,
+            posture,
+            results,
+            expect,
         } => {
             let dir = posture_dir(&root, &posture)?;
-            let inputs = Inputs {
-                policies: vec![dir],
-                posture: posture.clone(),
-                stack_file: root.join("fixtures/stack.yaml"),
-                scenarios: root.join("fixtures/scenarios"),
-                helm_values: Some(root.join("kind/cilium-values.yaml")),
-                version: cilium_version,
-            };
-            let mut results = check::run(&inputs)?;
-            if let Some(f) = filter {
-                let re = regex::Regex::new(&f)
-                    .map_err(|e| InputError::Invalid(format!("--filter: {e}")))?;
-                results.scenarios.retain(|s| re.is_match(&s.id));
-                results.summary = harness::results::Summary::of(&results.scenarios);
-            }
-            let json = serde_json::to_string_pretty(&results)
-                .map_err(|e| InputError::Invalid(e.to_string()))?;
-            if let Some(path) = out_file {
-                std::fs::write(&path, &json).map_err(|source| InputError::Io {
-                    path: path.clone(),
-                    source,
-                })?;
-            }
-            let mut stdout = std::io::stdout().lock();
-            let text = match format {
-                Format::Json => json,
-                Format::Table => output::check_table(&results, output::use_colour()),
-            };
-            let _ = writeln!(stdout, "{text}");
-            Ok(if results.summary.gaps == 0 {
-                ExitCode::SUCCESS
+            let results = if results.is_absolute() {
+                results
             } else {
-                ExitCode::from(1)
-            })
+                root.join(results)
+            };
+            match live_cmd::conform_choice(&root, backend) {
+                live_cmd::Choice::Live(b) => live(live_cmd::conform(
+                    &root,
+                    b,
+                    live_cmd::ConformArgs {
+                        posture,
+                        posture_dir: dir,
+                        results,
+                        expect,
+                    },
+                )),
+                live_cmd::Choice::Offline { kind, lab } => {
+                    eprintln!(
+                        "no live test bed can run on this machine:\n  kind: {kind}\n  lab: {lab}\nrunning the offline check instead. What follows is a PREDICTION of the model, not live evidence."
+                    );
+                    check_command(
+                        &root,
+                        CheckArgs {
+                            posture,
+                            cilium_version: harness::model::DEFAULT_VERSION,
+                            format: Format::Table,
+                            out_file: None,
+                            filter: None,
+                            scenarios: root.join("fixtures/scenarios"),
+                            oracle: false,
+                        },
+                    )
+                }
+            }
         }
         Command::Up {
+            backend,
             cilium_version,
             reuse,
             existing,
@@ -306,6 +559,7 @@ fn run(cli: Cli) -> Result<ExitCode, InputError> {
         } => live(live_cmd::up(
             &root,
             live_cmd::UpArgs {
+                backend,
                 cilium_version,
                 reuse,
                 existing,
@@ -320,6 +574,7 @@ fn run(cli: Cli) -> Result<ExitCode, InputError> {
         Command::Run {
             posture,
             filter,
+            scenarios,
             results,
             concurrency,
             relay,
@@ -338,6 +593,7 @@ fn run(cli: Cli) -> Result<ExitCode, InputError> {
                 live_cmd::RunArgs {
                     posture,
                     posture_dir,
+                    scenarios: relative_to(&root, scenarios),
                     filter,
                     results,
                     concurrency,
@@ -380,10 +636,7 @@ fn run(cli: Cli) -> Result<ExitCode, InputError> {
             let colour = out_file.is_none() && output::use_colour();
             let text = harness::report::render(&results, format, colour);
             match out_file {
-                Some(path) => std::fs::write(&path, text).map_err(|source| InputError::Io {
-                    path: path.clone(),
-                    source,
-                })?,
+                Some(path) => harness::load::write_text(&path, &text)?,
                 None => {
                     let _ = writeln!(std::io::stdout().lock(), "{text}");
                 }
@@ -410,15 +663,54 @@ fn run(cli: Cli) -> Result<ExitCode, InputError> {
                 ExitCode::SUCCESS
             })
         }
+        Command::Mutate {
+            posture,
+            cilium_version,
+            format,
+            operators,
+        } => {
+            let dir = posture_dir(&root, &posture)?;
+            let opts = harness::mutate::Options {
+                inputs: harness::mutate::inputs_for(&root, &posture, dir, cilium_version),
+                operators: harness::mutate::parse_operators(operators.as_deref())?,
+            };
+            let report = harness::mutate::run(&opts)?;
+            let text = match format {
+                MutateFormat::Json => serde_json::to_string_pretty(&report)
+                    .map_err(|e| InputError::Invalid(e.to_string()))?,
+                MutateFormat::Table => harness::mutate::render::table(&report),
+                MutateFormat::Markdown => harness::mutate::render::markdown(&report),
+            };
+            let _ = writeln!(std::io::stdout().lock(), "{text}");
+            Ok(if report.summary.survived == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
         Command::Eval {
             policies,
             stack,
             queries,
             cilium_version,
+            dump_identities,
         } => {
             let stack = Stack::load(&stack.unwrap_or_else(|| root.join("fixtures/stack.yaml")))?;
-            let policies = policy::load_policies(&policies)?;
-            let out = eval::run(&policies, &stack, &queries, cilium_version)?;
+            if let Some(path) = dump_identities {
+                let ids = eval::read_query_identities(&stack, &queries)?;
+                let json = serde_json::to_string_pretty(&harness::oracle::dump_identities(&ids))
+                    .map_err(|e| InputError::Invalid(e.to_string()))?;
+                harness::load::write_text(&path, &json)?;
+            }
+            let loaded = policy::load_policies(&policies)?;
+            let mut files = Vec::new();
+            for p in &policies {
+                files.extend(harness::load::yaml_files(p)?);
+            }
+            for n in harness::schema::validate_policy_files(&files, cilium_version)? {
+                eprintln!("note: {n}");
+            }
+            let out = eval::run(&loaded, &stack, &queries, cilium_version)?;
             let json = serde_json::to_string_pretty(&out)
                 .map_err(|e| InputError::Invalid(e.to_string()))?;
             let _ = writeln!(std::io::stdout().lock(), "{json}");

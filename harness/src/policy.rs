@@ -248,6 +248,7 @@ pub struct PortDenyRule {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PortProtocol {
     pub port: Option<PortSpec>,
+    #[serde(default, deserialize_with = "end_port")]
     pub end_port: Option<u16>,
     pub protocol: Option<Protocol>,
 }
@@ -290,6 +291,64 @@ impl<'de> Deserialize<'de> for PortSpec {
             )));
         }
         Ok(PortSpec::Named(s.to_ascii_lowercase()))
+    }
+}
+
+fn end_port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    let n = Option::<i64>::deserialize(d)?;
+    n.map(|n| {
+        u16::try_from(n).map_err(|_| {
+            de::Error::custom(format!(
+                "endPort: `{n}` is not a port number 0-65535 (endPort is the last port of the range that starts at `port`)"
+            ))
+        })
+    })
+    .transpose()
+}
+
+/// A port number for a query or a scenario: an integer 1-65535.
+///
+/// # Errors
+/// Anything else, with a message saying what a port may be.
+pub fn port_number<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    let s = StringOrNumber::deserialize(d)?.0;
+    s.parse::<u16>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| {
+            de::Error::custom(format!(
+                "port: `{s}` is not a port number 1-65535 (write the destination's numeric port; named ports are for policies)"
+            ))
+        })
+}
+
+/// Like [`port_number`], for an optional field (use with `#[serde(default)]`).
+///
+/// # Errors
+/// See [`port_number`].
+pub fn optional_port_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    struct P(u16);
+    impl<'de> Deserialize<'de> for P {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            port_number(d).map(P)
+        }
+    }
+    Ok(Option::<P>::deserialize(d)?.map(|p| p.0))
+}
+
+/// The readable part of a regex error: `unclosed group` instead of the multi-line rendering.
+pub fn regex_error_text(e: &regex::Error) -> String {
+    match e {
+        regex::Error::Syntax(text) => text
+            .lines()
+            .rev()
+            .find_map(|l| l.trim().strip_prefix("error: "))
+            .unwrap_or(text.lines().next().unwrap_or("syntax error"))
+            .to_string(),
+        regex::Error::CompiledTooBig(limit) => {
+            format!("the compiled expression is larger than the limit of {limit} bytes")
+        }
+        other => other.to_string().replace('\n', " "),
     }
 }
 
@@ -424,8 +483,19 @@ impl PolicyRegex {
 impl<'de> Deserialize<'de> for PolicyRegex {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        PolicyRegex::new(&s)
-            .map_err(|e| de::Error::custom(format!("invalid regular expression `{s}`: {e}")))
+        // Errors are reported for the expression as written, not for its anchored form.
+        if let Err(e) = regex::Regex::new(&s) {
+            return Err(de::Error::custom(format!(
+                "invalid regular expression `{s}`: {} (Cilium's proxy uses RE2 syntax)",
+                regex_error_text(&e)
+            )));
+        }
+        PolicyRegex::new(&s).map_err(|e| {
+            de::Error::custom(format!(
+                "invalid regular expression `{s}`: {}",
+                regex_error_text(&e)
+            ))
+        })
     }
 }
 
@@ -576,8 +646,13 @@ pub enum Entity {
 pub fn load_policies(paths: &[PathBuf]) -> Result<Vec<Policy>, InputError> {
     let mut out = Vec::new();
     for p in paths {
-        for file in load::yaml_files(p)? {
-            out.extend(load_policy_file(&file)?);
+        let files = load::yaml_files(p)?;
+        let before = out.len();
+        for file in &files {
+            out.extend(load_policy_file(file)?);
+        }
+        if out.len() == before {
+            return Err(no_policies_error(p, &files));
         }
     }
     let mut seen = std::collections::BTreeMap::new();
@@ -598,6 +673,133 @@ pub fn load_policies(paths: &[PathBuf]) -> Result<Vec<Policy>, InputError> {
     Ok(out)
 }
 
+/// Point an error about `metadata.name` or `metadata.namespace` at the line of that field.
+fn at_metadata_field(e: InputError, doc: &load::Document<'_>) -> InputError {
+    let InputError::At(mut l) = e else { return e };
+    let field = ["name", "namespace", "labels"]
+        .into_iter()
+        .find(|f| l.message.starts_with(&format!("metadata.{f}:")));
+    if let Some(f) = field {
+        let mut in_metadata = false;
+        for (i, line) in doc.text.lines().enumerate() {
+            let indented = line.starts_with(' ');
+            if !indented {
+                in_metadata = line.trim_end() == "metadata:";
+                continue;
+            }
+            if in_metadata && line.trim_start().starts_with(&format!("{f}:")) {
+                l.line = Some(doc.first_line + i as u64);
+                l.column = Some((line.len() - line.trim_start().len()) as u64 + 1);
+                break;
+            }
+        }
+    }
+    InputError::At(l)
+}
+
+/// Why a path given as policies holds none: no YAML files, only empty or comment-only files, and whether
+/// subdirectories (which are not searched) hold YAML files.
+fn no_policies_error(path: &Path, files: &[PathBuf]) -> InputError {
+    if path.is_file() {
+        return InputError::at(
+            path,
+            None,
+            "no policy in this file: it is empty or holds only comments",
+        );
+    }
+    let mut msg = if files.is_empty() {
+        "no policies: the directory holds no *.yaml or *.yml file".to_string()
+    } else {
+        let names: Vec<String> = files
+            .iter()
+            .filter_map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        format!(
+            "no policies: {} {} empty or only comments ({})",
+            names.len(),
+            if names.len() == 1 {
+                "file, which is"
+            } else {
+                "files, all"
+            },
+            names.join(", ")
+        )
+    };
+    let subdirs: Vec<String> = std::fs::read_dir(path)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .filter(|d| load::yaml_files(d).is_ok_and(|f| !f.is_empty()))
+                .map(|d| load::display_path(&d))
+                .collect()
+        })
+        .unwrap_or_default();
+    msg.push_str("; subdirectories are not searched");
+    if !subdirs.is_empty() {
+        msg.push_str(&format!(
+            " ({} {} YAML files: pass that directory instead)",
+            subdirs.join(", "),
+            if subdirs.len() == 1 { "holds" } else { "hold" }
+        ));
+    }
+    InputError::at(path, None, msg)
+}
+
+/// What is wrong with a Kubernetes label, if anything: the key is an optional DNS-subdomain prefix and a
+/// name, the value empty or a name (each name at most 63 characters of letters, digits, `-`, `_` and `.`,
+/// starting and ending with a letter or digit).
+pub fn label_problem(key: &str, value: &str) -> Option<&'static str> {
+    fn is_name(s: &str) -> bool {
+        let b = s.as_bytes();
+        !b.is_empty()
+            && b.len() <= 63
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+            && b[0].is_ascii_alphanumeric()
+            && b[b.len() - 1].is_ascii_alphanumeric()
+    }
+    let name = match key.split_once('/') {
+        Some((prefix, name)) => {
+            if !is_dns_subdomain(prefix) {
+                return Some("the key's prefix is not a DNS subdomain");
+            }
+            name
+        }
+        None => key,
+    };
+    if !is_name(name) {
+        return Some(
+            "the key is not a valid label name (at most 63 letters, digits, `-`, `_` or `.`, starting and ending with a letter or digit)",
+        );
+    }
+    if !value.is_empty() && !is_name(value) {
+        return Some(
+            "the value is not a valid label value (empty, or at most 63 letters, digits, `-`, `_` or `.`, starting and ending with a letter or digit)",
+        );
+    }
+    None
+}
+
+/// Whether `s` is a DNS-1123 subdomain (what Kubernetes requires of most object names).
+pub fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label_part)
+}
+
+/// Whether `s` is a DNS-1123 label (what Kubernetes requires of namespace names).
+pub fn is_dns_label(s: &str) -> bool {
+    s.len() <= 63 && is_dns_label_part(s)
+}
+
+fn is_dns_label_part(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+}
+
 /// Read the policy documents of one file.
 pub fn load_policy_file(path: &Path) -> Result<Vec<Policy>, InputError> {
     let text = load::read_text(path)?;
@@ -609,7 +811,7 @@ pub fn parse_policies(path: &Path, text: &str) -> Result<Vec<Policy>, InputError
     let mut out = Vec::new();
     for doc in load::split_documents(text) {
         let parsed: PolicyDoc = load::parse_document(path, &doc)?;
-        out.push(finish(path, doc.first_line, parsed)?);
+        out.push(finish(path, doc.first_line, parsed).map_err(|e| at_metadata_field(e, &doc))?);
     }
     Ok(out)
 }
@@ -622,7 +824,27 @@ fn finish(path: &Path, line: u64, doc: PolicyDoc) -> Result<Policy, InputError> 
             doc.api_version
         )));
     }
-    let _ = (doc.metadata.labels, doc.metadata.annotations, doc.status);
+    for (k, v) in doc.metadata.labels.iter().flatten() {
+        if let Some(why) = label_problem(k, v) {
+            return Err(err(format!(
+                "metadata.labels: `{k}: {v}`: {why} (the API server would refuse it)"
+            )));
+        }
+    }
+    let _ = (doc.metadata.annotations, doc.status);
+    if !is_dns_subdomain(&doc.metadata.name) {
+        return Err(err(format!(
+            "metadata.name: `{}` is not a valid name: Kubernetes requires lowercase letters, digits, `-` and `.`, starting and ending with a letter or digit, at most 253 characters (the API server would refuse it)",
+            doc.metadata.name
+        )));
+    }
+    if let Some(ns) = &doc.metadata.namespace
+        && !is_dns_label(ns)
+    {
+        return Err(err(format!(
+            "metadata.namespace: `{ns}` is not a valid namespace name: lowercase letters, digits and `-`, starting and ending with a letter or digit, at most 63 characters"
+        )));
+    }
     let namespace = match doc.kind {
         PolicyKind::CiliumNetworkPolicy => Some(doc.metadata.namespace.ok_or_else(|| {
             err(format!(

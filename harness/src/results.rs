@@ -17,6 +17,10 @@ pub struct Results {
     pub version: u32,
     pub kind: ResultsKind,
     pub environment: Environment,
+    /// Why a live run could not start (no test bed, Relay unreachable, ...): then every scenario is
+    /// inconclusive for this one reason, which reports show in their headline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup_error: Option<String>,
     pub policies: Vec<PolicyInfo>,
     pub scenarios: Vec<ScenarioResult>,
     pub summary: Summary,
@@ -133,7 +137,8 @@ pub struct ClientEvidence {
 /// What Hubble reported (live runs).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct HubbleEvidence {
-    /// `forwarded`, `dropped-l4`, `l7-denied`, `l7-allowed`, `not-seen` or `inconclusive`.
+    /// `forwarded`, `dropped-l4` (a policy drop), `dropped-other` (a drop for a reason other than policy,
+    /// never a deny), `l7-denied`, `l7-allowed`, `not-seen` or `inconclusive`.
     pub verdict: String,
     pub detail: String,
     /// The flows that decided: `{"role": "PolicyDrop" | "Delivered" | "L7Request" | ..., "flow": "<the flow
@@ -264,6 +269,24 @@ impl Results {
     /// Unreadable file, malformed JSON (with line and column), or another document version.
     pub fn read(path: &std::path::Path) -> Result<Results, crate::load::InputError> {
         let text = crate::load::read_text(path)?;
+        const WHAT: &str = "`report` and `diff` read the JSON results document that `check --output FILE` or `run --results FILE` write";
+        match serde_json::from_str::<serde_json::Value>(&text) {
+            Err(e) => {
+                return Err(crate::load::InputError::at(
+                    path,
+                    Some(e.line() as u64),
+                    format!("not a results document: the file is not JSON ({e}); {WHAT}"),
+                ));
+            }
+            Ok(v) if v.get("scenarios").is_none() || v.get("kind").is_none() => {
+                return Err(crate::load::InputError::at(
+                    path,
+                    None,
+                    format!("not a results document: it has no `kind` and `scenarios`; {WHAT}"),
+                ));
+            }
+            Ok(_) => {}
+        }
         let r: Results = serde_json::from_str(&text).map_err(|e| {
             crate::load::InputError::At(crate::load::Located {
                 path: path.to_path_buf(),

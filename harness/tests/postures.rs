@@ -58,7 +58,7 @@ fn hardened_posture_meets_every_intent_on_1_19() {
         .collect();
     assert!(gaps.is_empty(), "hardened gaps:\n{}", gaps.join("\n"));
     assert!(
-        r.scenarios.len() >= 40,
+        r.scenarios.len() >= 62,
         "only {} scenarios",
         r.scenarios.len()
     );

@@ -13,7 +13,8 @@ use harness::model::{CiliumVersion, Model};
 use harness::results::Status;
 use harness::runner::{self, BedError, BoxFuture, NodeMetrics, Place, RunOptions, TestBed};
 use harness::scenario::Scenario;
-use probe_wire::{Outcome, ProbeKind, ProbeResult, Timings, WIRE_VERSION};
+use probe_wire::{NetworkMeaning, Outcome, ProbeKind, ProbeResult, Timings, WIRE_VERSION};
+use tokio::io::AsyncReadExt as _;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -36,16 +37,27 @@ fn loaded(posture: &str) -> check::Loaded {
 }
 
 /// What the fake agent does for one (source, target) pair.
+///
+/// The fake agent behaves as `agent probe --cancel-on-stdin` does: it stops only when a line arrives on its
+/// standard input (written by the same function the live test bed uses), and then reports what it saw
+/// until then. It never looks at the runner's cancellation token or deadline.
 #[derive(Clone)]
 enum Script {
-    /// Push these Hubble flows, then answer with this outcome.
+    /// Push these Hubble flows, then answer with this outcome at once.
     Answer(Outcome, Vec<Kind>),
-    /// Push these flows, then wait until the runner signals the probe (or the deadline) and answer with
-    /// a connect timeout, as the agent does.
+    /// Push these Hubble flows, keep the connection busy for a moment ([`HOLD`]), then answer with this
+    /// outcome; stopped before that, it reports a timeout (connected) or a connect timeout (not connected),
+    /// as the agent does.
+    Busy(Outcome, Vec<Kind>),
+    /// Push these flows, then wait for the stop line or the probe's connect timeout, and answer with a
+    /// connect timeout, as the agent does.
     DropUntilStopped(Vec<Kind>),
-    /// Never answer (a hung exec).
+    /// Never answer and ignore the stop line (a hung exec stream): only the runner can end it.
     Hang,
 }
+
+/// How long an answering fake agent keeps the probe running after its flows were streamed.
+const HOLD: Duration = Duration::from_millis(250);
 
 /// The Hubble flows the fake can emit.
 #[derive(Clone, Copy)]
@@ -58,6 +70,8 @@ enum Kind {
     Http { denied: bool },
     /// A lost-events notice.
     Lost,
+    /// A drop at the destination's ingress for a reason other than policy (a conntrack failure).
+    OtherDrop,
 }
 
 struct FakeBed {
@@ -70,6 +84,32 @@ struct FakeBed {
     in_flight: Mutex<HashMap<String, usize>>,
     max_in_flight_per_key: AtomicUsize,
     stopped_early: AtomicUsize,
+}
+
+/// Counts a probe in flight for its (source, target) key until dropped, also when the runner abandons it.
+struct InFlight<'a> {
+    bed: &'a FakeBed,
+    key: String,
+}
+
+impl<'a> InFlight<'a> {
+    fn enter(bed: &'a FakeBed, key: String) -> InFlight<'a> {
+        let mut m = bed.in_flight.lock().expect("lock");
+        let n = m.entry(key.clone()).or_insert(0);
+        *n += 1;
+        bed.max_in_flight_per_key.fetch_max(*n, Ordering::SeqCst);
+        InFlight { bed, key }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.bed.in_flight.lock()
+            && let Some(n) = m.get_mut(&self.key)
+        {
+            *n -= 1;
+        }
+    }
 }
 
 fn pod_ip(i: usize) -> IpAddr {
@@ -174,6 +214,9 @@ impl FakeBed {
                     ),
                 ]
             }
+            Kind::OtherDrop => vec![format!(
+                r#"{{"flow":{{"time":"{time}","verdict":"DROPPED","drop_reason":155,"IP":{{"source":"{sip}","destination":"{dip}","ipVersion":"IPv4"}},"l4":{{"TCP":{{"source_port":40000,"destination_port":{port},"flags":{{"SYN":true}}}}}},"source":{s},"destination":{d},"Type":"L3_L4","node_name":"kind-harness/harness-worker","event_type":{{"type":1,"sub_type":155}},"traffic_direction":"INGRESS","drop_reason_desc":"CT_MAP_INSERTION_FAILED","is_reply":false}},"node_name":"kind-harness/harness-worker","time":"{time}"}}"#
+            )],
             Kind::Lost => vec![format!(
                 r#"{{"lost_events":{{"source":"HUBBLE_RING_BUFFER","num_events_lost":"12"}},"node_name":"kind-harness/harness-worker","time":"{time}"}}"#
             )],
@@ -260,7 +303,9 @@ impl TestBed for FakeBed {
         &'a self,
         source: &'a str,
         args: Vec<String>,
-        deadline: Instant,
+        // Like the real agent, the fake one knows nothing of the runner's deadline: bounding a probe is the
+        // runner's job.
+        _deadline: Instant,
         cancel: CancellationToken,
     ) -> BoxFuture<'a, Result<String, BedError>> {
         Box::pin(async move {
@@ -281,13 +326,13 @@ impl TestBed for FakeBed {
             };
             let method = arg(&args, "--method").unwrap_or("GET").to_string();
             let path = arg(&args, "--path").unwrap_or("/").to_string();
+            let connect_timeout = Duration::from_millis(
+                arg(&args, "--connect-timeout-ms")
+                    .and_then(|v| v.parse().ok())
+                    .expect("--connect-timeout-ms"),
+            );
             let key = format!("{source}->{target}");
-            {
-                let mut m = self.in_flight.lock().expect("lock");
-                let n = m.entry(key.clone()).or_insert(0);
-                *n += 1;
-                self.max_in_flight_per_key.fetch_max(*n, Ordering::SeqCst);
-            }
+            let _in_flight = InFlight::enter(self, key);
             let src = self.places.get(source).cloned().expect("source place");
             let (dst_name, dst) = self.place_of_ip(ip);
             let script = self
@@ -295,37 +340,65 @@ impl TestBed for FakeBed {
                 .get(&(source.to_string(), dst_name))
                 .cloned()
                 .unwrap_or_else(|| self.default_script.clone());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            let out = match script {
-                Script::Answer(outcome, flows) => {
-                    for f in flows {
-                        self.push(f, &src, &dst, port, &method, &path);
-                    }
-                    Ok(answer(outcome, kind, &target, "scripted"))
-                }
-                Script::DropUntilStopped(flows) => {
-                    for f in flows {
-                        self.push(f, &src, &dst, port, &method, &path);
-                    }
-                    tokio::select! {
-                        () = cancel.cancelled() => {
-                            self.stopped_early.fetch_add(1, Ordering::SeqCst);
-                            Ok(answer(Outcome::ConnectTimeout, kind, &target, "stopped by the harness after 25 ms (signal on standard input): no answer to the connection attempt yet"))
+            // The agent's standard input: the only way a stop reaches it.
+            let (stdin, mut agent_stdin) = tokio::io::duplex(64);
+            let agent = async move {
+                let started = std::time::Instant::now();
+                let mut stop = Box::pin(async move {
+                    let mut byte = [0u8; 1];
+                    let _ = agent_stdin.read(&mut byte).await;
+                });
+                let stopped = |connected: bool| {
+                    self.stopped_early.fetch_add(1, Ordering::SeqCst);
+                    let (outcome, what) = if connected {
+                        (Outcome::Timeout, "connected, no complete answer yet")
+                    } else {
+                        (
+                            Outcome::ConnectTimeout,
+                            "no answer to the connection attempt yet",
+                        )
+                    };
+                    answer(
+                        outcome,
+                        kind,
+                        &target,
+                        &format!(
+                            "stopped by the harness after {} ms (signal on standard input): {what}",
+                            started.elapsed().as_millis()
+                        ),
+                    )
+                };
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                match script {
+                    Script::Answer(outcome, flows) => {
+                        for f in flows {
+                            self.push(f, &src, &dst, port, &method, &path);
                         }
-                        () = tokio::time::sleep_until(deadline) => Ok(answer(Outcome::ConnectTimeout, kind, &target, "connect timeout")),
+                        Ok(answer(outcome, kind, &target, "scripted"))
                     }
-                }
-                Script::Hang => {
-                    tokio::time::sleep_until(deadline).await;
-                    Err(BedError::Failed(format!(
-                        "{source}: the command did not finish before its deadline"
-                    )))
+                    Script::Busy(outcome, flows) => {
+                        for f in flows {
+                            self.push(f, &src, &dst, port, &method, &path);
+                        }
+                        let connected = outcome.network() != NetworkMeaning::DeniedL4;
+                        tokio::select! {
+                            () = &mut stop => Ok(stopped(connected)),
+                            () = tokio::time::sleep(HOLD) => Ok(answer(outcome, kind, &target, "scripted")),
+                        }
+                    }
+                    Script::DropUntilStopped(flows) => {
+                        for f in flows {
+                            self.push(f, &src, &dst, port, &method, &path);
+                        }
+                        tokio::select! {
+                            () = &mut stop => Ok(stopped(false)),
+                            () = tokio::time::sleep(connect_timeout) => Ok(answer(Outcome::ConnectTimeout, kind, &target, "connect timeout")),
+                        }
+                    }
+                    Script::Hang => std::future::pending().await,
                 }
             };
-            if let Some(n) = self.in_flight.lock().expect("lock").get_mut(&key) {
-                *n -= 1;
-            }
-            out
+            testbed::exec::signal_on_cancel(agent, Some(stdin), cancel).await
         })
     }
 
@@ -464,6 +537,74 @@ async fn deny_probes_stop_as_soon_as_hubble_reports_the_drop() {
 }
 
 #[tokio::test]
+async fn only_a_policy_drop_stops_a_probe_early() {
+    let l = loaded("hardened");
+    let mut bed = FakeBed::new(&l, true);
+    // Hubble reports these verdicts while the client is still busy: neither may stop it.
+    set(
+        &mut bed,
+        "backend/api",
+        "database/postgres",
+        Script::Busy(Outcome::Completed, vec![Kind::Forwarded]),
+    );
+    set(
+        &mut bed,
+        "frontend/frontend",
+        "backend/api",
+        Script::Busy(Outcome::ProxyDenied, vec![Kind::Http { denied: true }]),
+    );
+    let rs = run(
+        &bed,
+        &l.model,
+        &only(&l, &["db-api-select", "api-delete-order"]),
+    )
+    .await;
+    assert_eq!(
+        bed.stopped_early.load(Ordering::SeqCst),
+        0,
+        "a probe was stopped on a verdict other than a policy drop"
+    );
+    for r in &rs {
+        assert_eq!(r.status, Status::Pass, "{}: {}", r.id, r.reason);
+        assert_eq!(
+            r.client.as_ref().expect("client").detail,
+            "scripted",
+            "{}",
+            r.id
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_drop_for_a_reason_other_than_policy_is_inconclusive_never_a_deny() {
+    let l = loaded("hardened");
+    let mut bed = FakeBed::new(&l, true);
+    // The intent is an L4 deny and the client sees a connect timeout, but the only drop Hubble shows is a
+    // conntrack failure: that proves nothing about the policy.
+    set(
+        &mut bed,
+        "attacker/attacker",
+        "backend/api",
+        Script::DropUntilStopped(vec![Kind::OtherDrop]),
+    );
+    let rs = run(&bed, &l.model, &only(&l, &["api-from-attacker"])).await;
+    let r = &rs[0];
+    assert_eq!(r.status, Status::Inconclusive, "{}", r.reason);
+    assert!(
+        r.reason.contains("CT_MAP_INSERTION_FAILED") && r.reason.contains("other than policy"),
+        "the reason must name the drop reason: {}",
+        r.reason
+    );
+    let hubble = r.hubble.as_ref().expect("hubble evidence");
+    assert_eq!(hubble.verdict, harness::runner::DROPPED_OTHER);
+    assert_eq!(
+        bed.stopped_early.load(Ordering::SeqCst),
+        0,
+        "a drop for another reason than policy must not stop the probe"
+    );
+}
+
+#[tokio::test]
 async fn evidence_that_disagrees_fails_and_names_the_column() {
     let l = loaded("hardened");
     let mut bed = FakeBed::new(&l, true);
@@ -535,9 +676,15 @@ async fn lost_events_make_an_allow_inconclusive() {
 async fn a_hung_probe_is_bounded_and_inconclusive() {
     let l = loaded("hardened");
     let mut bed = FakeBed::new(&l, true);
+    // The fake exec never ends and ignores its deadline: only the runner can end it (budget 3 s + 0.5 s).
     set(&mut bed, "backend/api", "database/postgres", Script::Hang);
     let started = std::time::Instant::now();
-    let rs = run(&bed, &l.model, &only(&l, &["db-api-select"])).await;
+    let rs = tokio::time::timeout(
+        Duration::from_secs(10),
+        run(&bed, &l.model, &only(&l, &["db-api-select"])),
+    )
+    .await
+    .expect("the runner must bound a probe whose command never ends");
     assert!(
         started.elapsed() < Duration::from_secs(6),
         "{:?}",
@@ -545,9 +692,14 @@ async fn a_hung_probe_is_bounded_and_inconclusive() {
     );
     assert_eq!(rs[0].status, Status::Inconclusive, "{}", rs[0].reason);
     assert!(
-        rs[0].reason.contains("probe could not run"),
+        rs[0].reason.contains("probe could not run") && rs[0].reason.contains("abandoned"),
         "{}",
         rs[0].reason
+    );
+    assert_eq!(
+        bed.in_flight.lock().expect("lock").values().sum::<usize>(),
+        0,
+        "the abandoned probe is no longer in flight"
     );
 }
 
@@ -649,4 +801,35 @@ async fn seed_posture_observations_that_match_the_model_are_reported_as_failures
     let rs = run(&bed, &l.model, &only(&l, &["edge-attacker-https"])).await;
     assert_eq!(rs[0].status, Status::Fail, "{}", rs[0].reason);
     assert!(!rs[0].model_divergence, "{}", rs[0].reason);
+}
+
+#[tokio::test]
+async fn the_summary_counts_not_applicable_apart_and_never_as_passed() {
+    let l = loaded("hardened");
+    let bed = FakeBed::new(&l, true);
+    let rs = run(
+        &bed,
+        &l.model,
+        &only(&l, &["edge-outsider-https", "db-api-select"]),
+    )
+    .await;
+    let doc = runner::results(runner::environment("1.19.8", "hardened"), &l.model, rs);
+    assert_eq!(
+        (doc.summary.pass, doc.summary.not_applicable),
+        (1, 1),
+        "{:?}",
+        doc.summary
+    );
+    let refs: Vec<&harness::results::ScenarioResult> = doc.scenarios.iter().collect();
+    let line = harness::report::counts_text(doc.kind, &refs);
+    assert!(
+        line.contains("1 pass") && line.contains("1 not applicable"),
+        "{line}"
+    );
+    let accept = harness::runner::accept::AcceptNotApplicable::none();
+    assert!(!harness::runner::accept::run_succeeded(
+        &doc.scenarios,
+        false,
+        &accept
+    ));
 }

@@ -95,6 +95,10 @@ pub struct NodeInfo {
     pub seen_flows: u64,
 }
 
+/// How long [`HubbleClient::follow`] waits for `GetFlows` to be answered before it lets the stream answer
+/// later (a quiet agent answers with its first flow).
+pub const FOLLOW_ANSWER_WAIT: Duration = Duration::from_secs(2);
+
 /// What to ask `GetFlows` for.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct FlowsRequest {
@@ -326,12 +330,41 @@ impl HubbleClient {
     ///
     /// # Errors
     /// [`ClientError::Rpc`] when the call is refused.
+    ///
+    /// A single Cilium agent's Observer (the lab's) sends the response headers only with its first flow, so
+    /// waiting for the call to be answered would wait for traffic. The call is made in the background:
+    /// a refusal within [`FOLLOW_ANSWER_WAIT`] is returned here, a later one ends the stream with it.
     pub async fn follow(
         &self,
         request: &FlowsRequest,
         options: WatchOptions,
     ) -> Result<FlowWatch, ClientError> {
-        let stream = self.flows(request).await?;
+        let (events_tx, events_rx) = tokio::sync::mpsc::channel(4096);
+        let (answer_tx, answer_rx) = tokio::sync::oneshot::channel::<Result<(), ClientError>>();
+        let client = self.clone();
+        let request = request.clone();
+        tokio::spawn(async move {
+            match client.flows(&request).await {
+                Ok(mut stream) => {
+                    let _ = answer_tx.send(Ok(()));
+                    while let Some(item) = stream.next().await {
+                        if events_tx.send(item).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    if answer_tx.send(Err(e)).is_err() {
+                        let _ = events_tx.send(Err(StreamError { message })).await;
+                    }
+                }
+            }
+        });
+        if let Ok(Ok(Err(e))) = tokio::time::timeout(FOLLOW_ANSWER_WAIT, answer_rx).await {
+            return Err(e);
+        }
+        let stream: EventStream = Box::pin(tokio_stream::wrappers::ReceiverStream::new(events_rx));
         Ok(FlowWatch::new(stream, options))
     }
 }

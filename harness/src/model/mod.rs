@@ -308,6 +308,9 @@ pub struct Model {
     selected_by: Vec<Vec<usize>>,
     /// Policies with a nodeSelector (host policies), not evaluated.
     host_policies: Vec<usize>,
+    /// The named ports an egress rule can resolve: every pod's, by (name, protocol), when the name means
+    /// one port cluster-wide (see [`Model::named_ports`]).
+    egress_named_ports: Vec<NamedPort>,
 }
 
 fn bit(bits: &[u64], i: usize) -> bool {
@@ -389,6 +392,7 @@ impl Model {
                 rules.push(compile_rule(p, pi, r, &identities));
             }
         }
+        let egress_named_ports = egress_named_ports(&identities);
         let mut selected_by = vec![Vec::new(); identities.len()];
         for (ri, rule) in rules.iter().enumerate() {
             for (ii, id) in identities.iter().enumerate() {
@@ -404,6 +408,7 @@ impl Model {
             rules,
             selected_by,
             host_policies,
+            egress_named_ports,
         }
     }
 
@@ -431,6 +436,18 @@ impl Model {
         (has, default_deny)
     }
 
+    /// The named ports a rule of `endpoint`'s `dir` resolves against. At ingress: the endpoint's own
+    /// container ports. At egress: the named ports of every pod of the cluster, where a name means one port
+    /// only if every pod that declares it (for that protocol) gives it the same number; the destination's
+    /// own ports do not matter, and an ambiguous name matches nothing (Cilium's `GetNamedPort` for egress,
+    /// `NamedPortMultiMap`; found by the differential oracle).
+    fn named_ports(&self, endpoint: IdentityId, dir: Direction) -> &[NamedPort] {
+        match dir {
+            Direction::Ingress => &self.identities[endpoint].ports,
+            Direction::Egress => &self.egress_named_ports,
+        }
+    }
+
     /// Decide a flow, fast: no text is produced.
     pub fn decide(&self, flow: &Flow) -> FastDecision {
         let src = &self.identities[flow.from];
@@ -450,9 +467,7 @@ impl Model {
                 DirResult::NotEnforced => {}
             }
         }
-        // §9: host-to-local-pod traffic is always allowed (allow-localhost=always).
-        let host_exempt = src.kind == IdentityKind::Host;
-        if dst.kind == IdentityKind::Pod && !host_exempt {
+        if dst.kind == IdentityKind::Pod {
             match self.decide_direction(flow.to, Direction::Ingress, flow.from, flow) {
                 DirResult::Allowed {
                     proxied: p,
@@ -499,12 +514,7 @@ impl Model {
             return DirResult::NotEnforced;
         }
         let d = dir.idx();
-        // The destination owns named ports: at ingress the endpoint, at egress the peer.
-        let port_owner = match dir {
-            Direction::Ingress => endpoint,
-            Direction::Egress => peer,
-        };
-        let owner_ports = &self.identities[port_owner].ports;
+        let owner_ports = self.named_ports(endpoint, dir);
         // §10: a matching deny rule wins over every allow, whatever its specificity.
         let mut denied_by = Vec::new();
         for &r in &self.selected_by[endpoint] {
@@ -547,6 +557,17 @@ impl Model {
                     }
                 }
             }
+        }
+        // §9: allow-localhost=always is an L3 allow of the local host that only an explicit deny rule
+        // overrides (checked above). An ingress rule with L7 rules that also selects the host still
+        // redirects its traffic to the proxy, where the host is allowed every request (Cilium wildcards the
+        // host at L7). Found by the differential oracle.
+        if dir == Direction::Ingress && self.identities[peer].kind == IdentityKind::Host {
+            let proxied = groups.iter().any(|(_, _, g)| !matches!(g.l7, L7::None));
+            return DirResult::Allowed {
+                proxied,
+                deciding: Vec::new(),
+            };
         }
         if groups.is_empty() && l3_only.is_empty() {
             if !default_deny {
@@ -784,7 +805,7 @@ impl Model {
                 let d = dir.idx();
                 if rule.empty_written[d] && !rule.has_direction[d] {
                     notes.push(format!(
-                        "{}: `{}: []` is the same as no {} section and denies nothing; `{}: [{{}}]` denies all {} (cilium-semantics.md §4)",
+                        "{}: `{}: []` is the same as no {} section and denies nothing; `{}: [{{}}]` denies all {} (docs/semantics.md#empty-sections-and-default-deny)",
                         self.rule_policy(r), dir.section(), dir.section(), dir.section(), dir.section()
                     ));
                 }
@@ -807,7 +828,7 @@ impl Model {
             notes.push("host policies (nodeSelector) are not evaluated by the model".into());
         }
         if src.kind == IdentityKind::Host && dst.kind == IdentityKind::Pod {
-            notes.push("traffic from the local host to its pods is always allowed (allow-localhost=always, cilium-semantics.md §9)".into());
+            notes.push("traffic from the local host to its pods is allowed unless an explicit deny rule matches the host (allow-localhost=always, docs/semantics.md#default-enforcement)".into());
         }
         if !self.version.is_modelled() {
             notes.push(format!("Cilium {} is outside the versions the model knows ({}-{}); the nearest version's semantics were used", self.version, version::OLDEST, version::NEWEST));
@@ -889,11 +910,7 @@ impl Model {
             );
         }
         let d = dir.idx();
-        let owner = match dir {
-            Direction::Ingress => endpoint,
-            Direction::Egress => peer,
-        };
-        let owner_ports = &self.identities[owner].ports;
+        let owner_ports = self.named_ports(endpoint, dir);
         let mut admitted = Vec::new();
         let mut l4_only = Vec::new();
         let mut l7 = Vec::new();
@@ -924,6 +941,11 @@ impl Model {
                 }
             }
         }
+        if admitted.is_empty() && self.identities[peer].kind == IdentityKind::Host {
+            return format!(
+                "{ep}'s ingress admits the local host: allow-localhost=always allows it unless a deny rule matches the host"
+            );
+        }
         let mut s = format!(
             "{ep}'s {} admits {} on {}/{} by {}",
             dir.section(),
@@ -952,7 +974,7 @@ impl Model {
         if !narrower.is_empty() {
             let _ = write!(
                 s,
-                "; allow rules are a union, so the narrower rule of {} restricts nothing here (cilium-semantics.md §2)",
+                "; allow rules are a union, so the narrower rule of {} restricts nothing here (docs/semantics.md#allow-rules-are-a-union)",
                 narrower.join(", ")
             );
         }
@@ -963,7 +985,7 @@ impl Model {
             l7.dedup();
             let _ = write!(
                 s,
-                "; the L7 rules of {} do not filter anything here: {} also allows this peer and port without L7 rules, which makes every request allowed (cilium-semantics.md §2)",
+                "; the L7 rules of {} do not filter anything here: {} also allows this peer and port without L7 rules, which makes every request allowed (docs/semantics.md#allow-rules-are-a-union)",
                 l7.join(", "),
                 l4_only.join(", ")
             );
@@ -981,11 +1003,7 @@ impl Model {
     ) -> Vec<String> {
         let d = dir.idx();
         let peer_id = &self.identities[peer];
-        let owner = match dir {
-            Direction::Ingress => endpoint,
-            Direction::Egress => peer,
-        };
-        let owner_ports = &self.identities[owner].ports;
+        let owner_ports = self.named_ports(endpoint, dir);
         let mut hints = Vec::new();
         // (selector as written, namespace it was limited to) -> policies writing it.
         let mut scoped: Vec<(String, String, Vec<String>)> = Vec::new();
@@ -1031,7 +1049,7 @@ impl Model {
         let peer_ns = peer_id.name.split('/').next().unwrap_or_default();
         for (sel, ns, ps) in scoped {
             hints.push(format!(
-                "the selector {sel} of {} would match {} but is limited to namespace {ns}, because a selector without a namespace key matches only the policy's own namespace (cilium-semantics.md §1): add `k8s:io.kubernetes.pod.namespace: {peer_ns}`",
+                "the selector {sel} of {} would match {} but is limited to namespace {ns}, because a selector without a namespace key matches only the policy's own namespace (docs/semantics.md#selector-namespaces): add `k8s:io.kubernetes.pod.namespace: {peer_ns}`",
                 ps.join(", "),
                 peer_id.name
             ));
@@ -1065,7 +1083,7 @@ impl Model {
                                     .any(|(n, _)| n.eq_ignore_ascii_case(&check.name))
                             {
                                 let h = format!(
-                                    "{}: `headers: [\"{entry}\"]` requires {} to equal the literal `{v}` (header values are exact strings, never regexes, cilium-semantics.md §5); for presence write `headers: [\"{}\"]`",
+                                    "{}: `headers: [\"{entry}\"]` requires {} to equal the literal `{v}` (header values are exact strings, never regexes, docs/semantics.md#http-rules); for presence write `headers: [\"{}\"]`",
                                     self.rule_policy(*r),
                                     check.name,
                                     check.name
@@ -1137,11 +1155,11 @@ impl Element {
         owner_ports: &[NamedPort],
     ) -> Option<&PortGroup> {
         let groups = self.groups.as_ref()?;
+        // A `toPorts` entry without ports admits no port: Cilium makes no L4 filter of it.
         groups.iter().find(|g| {
-            g.ports.is_empty()
-                || g.ports
-                    .iter()
-                    .any(|pm| pm.matches(port, proto, owner_ports))
+            g.ports
+                .iter()
+                .any(|pm| pm.matches(port, proto, owner_ports))
         })
     }
 
@@ -1191,7 +1209,7 @@ impl Element {
                 .iter()
                 .flat_map(|g| {
                     if g.ports.is_empty() {
-                        vec!["every port".to_string()]
+                        vec!["no port (a toPorts entry without ports)".to_string()]
                     } else {
                         g.ports
                             .iter()
@@ -1223,17 +1241,45 @@ impl PortMatch {
                 Some(e) if e >= *n => (*n..=e).contains(&port),
                 _ => *n == port,
             },
-            // Named ports resolve against the destination's container ports.
+            // Named ports resolve per protocol (ANY is one filter per protocol) against the ports of
+            // `Model::named_ports`.
             PortSpec::Named(name) => owner_ports.iter().any(|np| {
                 np.port == port
                     && np
                         .name
                         .as_deref()
                         .is_some_and(|n| n.eq_ignore_ascii_case(name))
-                    && (self.protocol == Protocol::Any || np.protocol == self.protocol)
+                    && np.protocol == proto
             }),
         }
     }
+}
+
+/// The cluster-wide named ports egress rules resolve against: for each (name, protocol) declared by pods,
+/// the port, when every pod declaring it agrees on the number.
+fn egress_named_ports(ids: &[Identity]) -> Vec<NamedPort> {
+    let mut by_name: std::collections::BTreeMap<(String, Protocol), Vec<u16>> = Default::default();
+    for id in ids.iter().filter(|i| i.kind == IdentityKind::Pod) {
+        for np in &id.ports {
+            if let Some(n) = &np.name {
+                let ports = by_name
+                    .entry((n.to_ascii_lowercase(), np.protocol))
+                    .or_default();
+                if !ports.contains(&np.port) {
+                    ports.push(np.port);
+                }
+            }
+        }
+    }
+    by_name
+        .into_iter()
+        .filter(|(_, ports)| ports.len() == 1)
+        .map(|((name, protocol), ports)| NamedPort {
+            name: Some(name),
+            port: ports[0],
+            protocol,
+        })
+        .collect()
 }
 
 fn dns_matches(rule: &DnsRule, name: &str) -> bool {
@@ -1292,6 +1338,11 @@ fn policy_status(p: &Policy, version: CiliumVersion) -> PolicyStatus {
             };
         }
     }
+    if let Some(reason) = sanitize_rejection(p) {
+        return PolicyStatus::Rejected {
+            reason: format!("the agent refuses it (Cilium's rule sanitising): {reason}"),
+        };
+    }
     if version.rejects_rules_without_sections() {
         for r in &p.rules {
             let n = |v: usize| v;
@@ -1309,6 +1360,201 @@ fn policy_status(p: &Policy, version: CiliumVersion) -> PolicyStatus {
     PolicyStatus::InForce
 }
 
+/// What Cilium's agent refuses when it parses a rule (`Rule.Sanitize`, pkg/policy/api/rule_validation.go),
+/// for the fields the model reads. The API server accepts such a policy (the CRD schema does not check
+/// these), so `kubectl apply` succeeds and nothing of the policy is enforced. Found by the differential
+/// oracle (oracle/), which runs Cilium's own sanitising.
+fn sanitize_rejection(p: &Policy) -> Option<String> {
+    fn port_rule(pr: &PortRule, ingress: bool) -> Option<String> {
+        let l7 = pr.rules.as_ref();
+        let dns = l7.is_some_and(|l| l.dns.as_ref().is_some_and(|d| !d.is_empty()));
+        if ingress && dns {
+            return Some("DNS rules are not allowed on ingress".into());
+        }
+        // `IsEmpty`: no rule of any kind.
+        let has_l7 = l7.is_some_and(|l| {
+            l.http.as_ref().is_some_and(|v| !v.is_empty())
+                || l.kafka.as_ref().is_some_and(|v| !v.is_empty())
+                || l.dns.as_ref().is_some_and(|v| !v.is_empty())
+                || l.l7proto.is_some()
+        });
+        let ports = pr.ports.as_deref().unwrap_or_default();
+        let mut zero = false;
+        for pp in ports {
+            match &pp.port {
+                None => return Some("port must be specified".into()),
+                Some(PortSpec::Number(n)) => {
+                    zero |= *n == 0;
+                    if dns && pp.end_port.is_some_and(|e| e > *n) {
+                        return Some("DNS rules do not support port ranges".into());
+                    }
+                }
+                Some(PortSpec::Named(_)) => {}
+            }
+            // L7 rules other than DNS need TCP; an omitted protocol is ANY.
+            if has_l7 && !dns && pp.protocol != Some(Protocol::Tcp) {
+                return Some(format!(
+                    "L7 rules can only apply to TCP (not {}) except for DNS rules",
+                    pp.protocol.unwrap_or(Protocol::Any)
+                ));
+            }
+        }
+        if has_l7 {
+            if zero {
+                return Some("L7 rules can not be used when a port is 0".into());
+            }
+            if let Some(l) = l7 {
+                if l.dns.is_some() && ports.is_empty() {
+                    return Some("port 53 must be specified for DNS rules".into());
+                }
+                let kinds = [
+                    l.http.is_some(),
+                    l.kafka.is_some(),
+                    l.dns.is_some(),
+                    l.l7proto.is_some(),
+                ];
+                if kinds.iter().filter(|k| **k).count() > 1 {
+                    return Some("multiple L7 protocol rule types specified in single rule".into());
+                }
+            }
+        }
+        None
+    }
+    fn deny_ports(prs: Option<&Vec<PortDenyRule>>) -> Option<String> {
+        prs.into_iter()
+            .flatten()
+            .flat_map(|pr| pr.ports.iter().flatten())
+            .find(|pp| pp.port.is_none())
+            .map(|_| "port must be specified".to_string())
+    }
+    // At most one kind of peer per element (`combining X and Y is not supported yet`).
+    fn peers(kinds: &[(&str, bool)]) -> Option<String> {
+        let set: Vec<&str> = kinds.iter().filter(|(_, s)| *s).map(|(n, _)| *n).collect();
+        (set.len() > 1).then(|| format!("combining {} and {} is not supported yet", set[0], set[1]))
+    }
+    fn cidr_sets(sets: Option<&Vec<CidrRule>>) -> Option<String> {
+        for cs in sets.into_iter().flatten() {
+            if let Some(c) = cs.cidr {
+                for e in cs.except.iter().flatten() {
+                    if !c.0.contains(&e.0.addr()) {
+                        return Some(format!(
+                            "allow CIDR prefix {} does not contain exclude CIDR prefix {}",
+                            c.0, e.0
+                        ));
+                    }
+                }
+            }
+        }
+        None
+    }
+    let non_empty = |v: Option<usize>| v.is_some_and(|n| n > 0);
+    for r in &p.rules {
+        for e in r.ingress.iter().flatten() {
+            let why = peers(&[
+                (
+                    "FromEndpoints",
+                    non_empty(e.from_endpoints.as_ref().map(Vec::len)),
+                ),
+                ("FromCIDR", non_empty(e.from_cidr.as_ref().map(Vec::len))),
+                (
+                    "FromCIDRSet",
+                    non_empty(e.from_cidr_set.as_ref().map(Vec::len)),
+                ),
+                (
+                    "FromEntities",
+                    non_empty(e.from_entities.as_ref().map(Vec::len)),
+                ),
+                ("FromNodes", e.from_nodes.is_some()),
+                ("FromGroups", e.from_groups.is_some()),
+            ])
+            .or_else(|| cidr_sets(e.from_cidr_set.as_ref()))
+            .or_else(|| {
+                e.to_ports
+                    .iter()
+                    .flatten()
+                    .find_map(|pr| port_rule(pr, true))
+            });
+            if why.is_some() {
+                return why;
+            }
+        }
+        for e in r.ingress_deny.iter().flatten() {
+            let why = peers(&[
+                (
+                    "FromEndpoints",
+                    non_empty(e.from_endpoints.as_ref().map(Vec::len)),
+                ),
+                ("FromCIDR", non_empty(e.from_cidr.as_ref().map(Vec::len))),
+                (
+                    "FromCIDRSet",
+                    non_empty(e.from_cidr_set.as_ref().map(Vec::len)),
+                ),
+                (
+                    "FromEntities",
+                    non_empty(e.from_entities.as_ref().map(Vec::len)),
+                ),
+                ("FromNodes", e.from_nodes.is_some()),
+                ("FromGroups", e.from_groups.is_some()),
+            ])
+            .or_else(|| cidr_sets(e.from_cidr_set.as_ref()))
+            .or_else(|| deny_ports(e.to_ports.as_ref()));
+            if why.is_some() {
+                return why;
+            }
+        }
+        for e in r.egress.iter().flatten() {
+            let why = peers(&[
+                (
+                    "ToEndpoints",
+                    non_empty(e.to_endpoints.as_ref().map(Vec::len)),
+                ),
+                ("ToCIDR", non_empty(e.to_cidr.as_ref().map(Vec::len))),
+                ("ToCIDRSet", non_empty(e.to_cidr_set.as_ref().map(Vec::len))),
+                (
+                    "ToEntities",
+                    non_empty(e.to_entities.as_ref().map(Vec::len)),
+                ),
+                ("ToServices", e.to_services.is_some()),
+                ("ToNodes", e.to_nodes.is_some()),
+                ("ToGroups", e.to_groups.is_some()),
+            ])
+            .or_else(|| cidr_sets(e.to_cidr_set.as_ref()))
+            .or_else(|| {
+                e.to_ports
+                    .iter()
+                    .flatten()
+                    .find_map(|pr| port_rule(pr, false))
+            });
+            if why.is_some() {
+                return why;
+            }
+        }
+        for e in r.egress_deny.iter().flatten() {
+            let why = peers(&[
+                (
+                    "ToEndpoints",
+                    non_empty(e.to_endpoints.as_ref().map(Vec::len)),
+                ),
+                ("ToCIDR", non_empty(e.to_cidr.as_ref().map(Vec::len))),
+                ("ToCIDRSet", non_empty(e.to_cidr_set.as_ref().map(Vec::len))),
+                (
+                    "ToEntities",
+                    non_empty(e.to_entities.as_ref().map(Vec::len)),
+                ),
+                ("ToServices", e.to_services.is_some()),
+                ("ToNodes", e.to_nodes.is_some()),
+                ("ToGroups", e.to_groups.is_some()),
+            ])
+            .or_else(|| cidr_sets(e.to_cidr_set.as_ref()))
+            .or_else(|| deny_ports(e.to_ports.as_ref()));
+            if why.is_some() {
+                return why;
+            }
+        }
+    }
+    None
+}
+
 /// Things in a policy that do not do what they seem to, independent of any flow.
 fn policy_warnings(p: &Policy, version: CiliumVersion) -> Vec<String> {
     let mut w = Vec::new();
@@ -1316,14 +1562,14 @@ fn policy_warnings(p: &Policy, version: CiliumVersion) -> Vec<String> {
         if let Some(sel) = &r.endpoint_selector {
             let (_, overwritten) = CompiledSelector::subject(sel, p.namespace.as_deref());
             if overwritten {
-                w.push("endpointSelector names another namespace; Cilium overwrites it with the policy's namespace (§1)".into());
+                w.push("endpointSelector names another namespace; Cilium overwrites it with the policy's namespace (docs/semantics.md#selector-namespaces)".into());
             }
         }
         if r.egress.as_ref().is_some_and(Vec::is_empty) {
-            w.push("`egress: []` denies nothing (same as no egress section); `egress: [{}]` denies all egress (§4)".into());
+            w.push("`egress: []` denies nothing (same as no egress section); `egress: [{}]` denies all egress (docs/semantics.md#empty-sections-and-default-deny)".into());
         }
         if r.ingress.as_ref().is_some_and(Vec::is_empty) {
-            w.push("`ingress: []` denies nothing (same as no ingress section); `ingress: [{}]` denies all ingress (§4)".into());
+            w.push("`ingress: []` denies nothing (same as no ingress section); `ingress: [{}]` denies all ingress (docs/semantics.md#empty-sections-and-default-deny)".into());
         }
         for pr in r
             .ingress
@@ -1343,7 +1589,7 @@ fn policy_warnings(p: &Policy, version: CiliumVersion) -> Vec<String> {
                     if let Some(v) = &c.value
                         && http::looks_like_regex(v)
                     {
-                        w.push(format!("headers entry `{h}` requires the literal value `{v}`; header values are never regexes (§5)"));
+                        w.push(format!("headers entry `{h}` requires the literal value `{v}`; header values are never regexes (docs/semantics.md#http-rules)"));
                     }
                 }
             }
@@ -1352,7 +1598,7 @@ fn policy_warnings(p: &Policy, version: CiliumVersion) -> Vec<String> {
                 && version.has_kafka_rules()
             {
                 w.push(format!(
-                    "Kafka rules are deprecated in Cilium {version} and removed in 1.20 (§7)"
+                    "Kafka rules are deprecated in Cilium {version} and removed in 1.20 (docs/semantics.md#kafka-rules)"
                 ));
             }
         }

@@ -391,7 +391,7 @@ fn replies_are_not_checked_against_egress() {
 // §0, §7: Kafka rules are gone in 1.20: the policy is rejected and says why.
 #[test]
 fn kafka_policy_is_rejected_on_1_20() {
-    let body = "  ingress:\n  - toPorts:\n    - ports: [{port: \"9092\"}]\n      rules:\n        kafka:\n        - {role: produce, topic: orders}\n";
+    let body = "  ingress:\n  - toPorts:\n    - ports: [{port: \"9092\", protocol: TCP}]\n      rules:\n        kafka:\n        - {role: produce, topic: orders}\n";
     let m = model_v(
         &cnp("kafka", "k", "{matchLabels: {app: kafka}}", body),
         CiliumVersion::new(1, 20),
@@ -406,10 +406,27 @@ fn kafka_policy_is_rejected_on_1_20() {
     assert_eq!(ok.policies[0].status, PolicyStatus::InForce);
 }
 
+// Found by the differential oracle (Cilium's `PortRule.sanitize`): HTTP and Kafka rules need `protocol:
+// TCP`; with the protocol omitted (ANY) the agent refuses the policy and nothing of it is enforced.
+#[test]
+fn l7_rules_on_a_port_without_protocol_tcp_make_the_agent_refuse_the_policy() {
+    let body = "  ingress:\n  - toPorts:\n    - ports: [{port: \"8080\"}]\n      rules:\n        http:\n        - {method: GET}\n";
+    let m = model(&cnp(
+        "backend",
+        "p",
+        "{matchLabels: {role: backend-api}}",
+        body,
+    ));
+    match &m.policies[0].status {
+        PolicyStatus::Rejected { reason } => assert!(reason.contains("TCP"), "{reason}"),
+        s => panic!("expected rejection, got {s:?}"),
+    }
+}
+
 // §5: `headers: ["Authorization: .*"]` is a literal: a real token is refused, with a hint.
 #[test]
 fn literal_header_value_refuses_real_tokens_with_a_hint() {
-    let body = "  ingress:\n  - fromEndpoints: [{matchLabels: {role: frontend}}]\n    toPorts:\n    - ports: [{port: \"8080\"}]\n      rules:\n        http:\n        - {method: GET, path: \"/.*\", headers: [\"Authorization: .*\"]}\n";
+    let body = "  ingress:\n  - fromEndpoints: [{matchLabels: {role: frontend}}]\n    toPorts:\n    - ports: [{port: \"8080\", protocol: TCP}]\n      rules:\n        http:\n        - {method: GET, path: \"/.*\", headers: [\"Authorization: .*\"]}\n";
     let m = model(&cnp(
         "backend",
         "p",
@@ -433,7 +450,7 @@ fn literal_header_value_refuses_real_tokens_with_a_hint() {
 // §7: Kafka: produce to an allowed topic passes; another topic or client id gets error 29.
 #[test]
 fn kafka_rules_decide_topic_and_client_id() {
-    let body = "  ingress:\n  - fromEndpoints: [{matchLabels: {k8s:io.kubernetes.pod.namespace: backend}}]\n    toPorts:\n    - ports: [{port: \"9092\"}]\n      rules:\n        kafka:\n        - {role: produce, topic: orders, clientID: payment-service}\n        - {role: consume, topic: events}\n";
+    let body = "  ingress:\n  - fromEndpoints: [{matchLabels: {k8s:io.kubernetes.pod.namespace: backend}}]\n    toPorts:\n    - ports: [{port: \"9092\", protocol: TCP}]\n      rules:\n        kafka:\n        - {role: produce, topic: orders, clientID: payment-service}\n        - {role: consume, topic: events}\n";
     let m = model(&cnp("kafka", "k", "{matchLabels: {app: kafka}}", body));
     let k = |a, t: &str, c: &str| Some(L7Request::Kafka(requests_for(a, t, c)));
     let ok = m.decide(&flow(

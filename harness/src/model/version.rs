@@ -46,19 +46,19 @@ impl CiliumVersion {
     }
 
     /// Kafka-aware rules (and proxylib `l7proto`/`l7`) were removed from the CRD in 1.20; a strict apply of a
-    /// policy that uses them fails (cilium-semantics.md §0, §7).
+    /// policy that uses them fails (docs/semantics.md#kafka-rules).
     pub fn has_kafka_rules(self) -> bool {
         !self.at_least(1, 20)
     }
 
     /// Since 1.18 a rule with no ingress, ingressDeny, egress or egressDeny element is rejected by the agent
-    /// (cilium-semantics.md §4, commit 4af386d181).
+    /// (docs/semantics.md#empty-sections-and-default-deny, commit 4af386d181).
     pub fn rejects_rules_without_sections(self) -> bool {
         self.at_least(1, 18)
     }
 
     /// Since 1.18, L7 rules of a default-allow direction (`enableDefaultDeny: false`) get an allow-all L7
-    /// rule appended: they add visibility and never block (cilium-semantics.md §2).
+    /// rule appended: they add visibility and never block (docs/semantics.md#l7-rules-in-a-default-allow-direction).
     pub fn default_allow_l7_is_wildcarded(self) -> bool {
         self.at_least(1, 18)
     }
@@ -72,6 +72,34 @@ impl CiliumVersion {
     pub fn is_modelled(self) -> bool {
         self >= OLDEST && (self.major, self.minor) <= (NEWEST.major, NEWEST.minor)
     }
+}
+
+/// The minor versions whose semantics the model knows, oldest first.
+pub fn covered() -> Vec<CiliumVersion> {
+    (OLDEST.minor..=NEWEST.minor)
+        .map(|m| CiliumVersion::new(1, m))
+        .collect()
+}
+
+/// Parse a version the model covers (the value parser of `--cilium-version`, `--from`, `--to`).
+///
+/// # Errors
+/// Not a version, or a version outside [`covered`]: the message lists the covered versions.
+pub fn parse_covered(s: &str) -> Result<CiliumVersion, String> {
+    let v: CiliumVersion = s.parse().map_err(|e: BadVersion| e.to_string())?;
+    if v.is_modelled() {
+        return Ok(v);
+    }
+    Err(format!(
+        "Cilium {}.{} is not covered by the model; covered versions: {} (docs/semantics.md#cilium-versions)",
+        v.major,
+        v.minor,
+        covered()
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
 }
 
 impl fmt::Display for CiliumVersion {
@@ -133,6 +161,16 @@ mod tests {
         assert_eq!((v.major, v.minor, v.patch), (1, 20, Some(0)));
         assert!("1".parse::<CiliumVersion>().is_err());
         assert!("1.x".parse::<CiliumVersion>().is_err());
+    }
+
+    #[test]
+    fn versions_outside_the_model_are_refused_with_the_covered_list() {
+        for bad in ["1.15", "1.21", "2.0"] {
+            let err = parse_covered(bad).expect_err(bad);
+            assert!(err.contains("not covered by the model"), "{err}");
+            assert!(err.contains("1.16, 1.17, 1.18, 1.19, 1.20"), "{err}");
+        }
+        assert_eq!(parse_covered("1.20.3").map(|v| v.minor), Ok(20));
     }
 
     #[test]

@@ -32,10 +32,30 @@ pub enum ReportFormat {
 /// output is not a terminal or `NO_COLOR` is set).
 pub fn render(results: &Results, format: ReportFormat, colour: bool) -> String {
     match format {
-        ReportFormat::Table => table::render(results, colour),
+        ReportFormat::Table => table::render(results, colour, terminal_width()),
         ReportFormat::Markdown => markdown::render(results),
         ReportFormat::Html => html::render(results),
     }
+}
+
+/// The width explanations are wrapped at when the output is not a terminal.
+pub const FIXED_WIDTH: usize = 100;
+
+/// The terminal table with explanations wrapped at `width` columns.
+pub fn render_table(results: &Results, colour: bool, width: usize) -> String {
+    table::render(results, colour, width)
+}
+
+/// The width of stdout's terminal (between 60 and 160 columns), or [`FIXED_WIDTH`] when stdout is not a
+/// terminal, so that files and CI logs do not depend on who ran the command.
+pub fn terminal_width() -> usize {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() {
+        return FIXED_WIDTH;
+    }
+    terminal_size::terminal_size()
+        .map(|(w, _)| usize::from(w.0).clamp(60, 160))
+        .unwrap_or(FIXED_WIDTH)
 }
 
 /// The scenarios grouped by phase, phases in the order they first appear, scenarios in document order.
@@ -107,14 +127,20 @@ pub fn all_good(results: &Results) -> bool {
     })
 }
 
-/// `posture hardened · Cilium 1.19 · live run`.
+/// `posture hardened · Cilium 1.19 · live run`, then `· not run: <cause>` when the run's set-up failed
+/// (the first line of [`Results::setup_error`]).
 pub fn headline(results: &Results) -> String {
-    format!(
+    let mut text = format!(
         "posture {} · Cilium {} · {}",
         results.environment.posture,
         results.environment.cilium,
         kind_words(results.kind)
-    )
+    );
+    if let Some(why) = &results.setup_error {
+        text.push_str(" · not run: ");
+        text.push_str(why.lines().next().unwrap_or_default());
+    }
+    text
 }
 
 /// `live run` / `offline check (model only)`.
@@ -157,9 +183,23 @@ pub fn policies_text(results: &Results) -> String {
 /// A policy's file relative to the repository when it lies inside one (`policies/seed/x.yaml`), so that
 /// reports do not carry the absolute paths of the machine that wrote them.
 pub fn short_file(file: &str) -> &str {
+    if !std::path::Path::new(file).is_absolute() {
+        return file;
+    }
     match file.find("/policies/") {
         Some(i) => &file[i + 1..],
         None => file,
+    }
+}
+
+/// A policy's file as a terminal shows it: relative to the working directory when it lies below or near
+/// it (`../policies/seed/x.yaml` from `harness/`), otherwise as [`short_file`].
+pub fn terminal_file(file: &str) -> String {
+    let shown = crate::load::display_path(std::path::Path::new(file));
+    if std::path::Path::new(&shown).is_absolute() {
+        short_file(file).to_string()
+    } else {
+        shown
     }
 }
 

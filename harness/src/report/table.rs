@@ -7,11 +7,10 @@ use super::evidence::{self, CellState};
 use crate::model::PolicyStatus;
 use crate::results::{Results, ResultsKind, ScenarioResult, Status};
 
-/// Explanations are wrapped at this width.
-const WIDTH: usize = 110;
-
 struct Paint {
     on: bool,
+    /// Explanations are wrapped at this width.
+    width: usize,
 }
 
 impl Paint {
@@ -63,8 +62,8 @@ fn pad(s: &str, w: usize) -> String {
     }
 }
 
-pub(super) fn render(r: &Results, colour: bool) -> String {
-    let p = Paint { on: colour };
+pub(super) fn render(r: &Results, colour: bool, width: usize) -> String {
+    let p = Paint { on: colour, width };
     let mut out = String::new();
     let run = r.kind == ResultsKind::Run;
 
@@ -164,14 +163,31 @@ pub(super) fn render(r: &Results, colour: bool) -> String {
         .filter(|s| evidence::needs_explaining(s))
         .collect();
     if !attention.is_empty() {
+        let groups = by_cause(&attention);
         let _ = writeln!(out);
+        let causes = if groups.len() < attention.len() {
+            format!(
+                "; {} distinct cause{}",
+                groups.len(),
+                if groups.len() == 1 { "" } else { "s" }
+            )
+        } else {
+            String::new()
+        };
         let _ = write!(
             out,
             "{}",
-            p.bold(&format!("Needs attention ({}):", attention.len()))
+            p.bold(&format!("Needs attention ({}{causes}):", attention.len()))
         );
-        for s in attention {
-            write_explanation(&mut out, r.kind, s, &p);
+        for group in groups {
+            if let [s] = group.as_slice() {
+                write_explanation(&mut out, r.kind, s, &p, false);
+                continue;
+            }
+            write_shared_cause(&mut out, r.kind, &group, &p);
+            for s in group {
+                write_explanation(&mut out, r.kind, s, &p, true);
+            }
         }
     }
 
@@ -196,16 +212,16 @@ fn write_policies(out: &mut String, r: &Results, p: &Paint) {
                 "  {} {} ({}:{})\n    {}",
                 p.code("rejected", "33;1"),
                 pol.name,
-                super::short_file(&pol.file),
+                super::terminal_file(&pol.file),
                 pol.line,
-                super::wrap(reason, WIDTH, 4)
+                super::wrap(reason, p.width, 4)
             );
         }
     }
     for pol in &r.policies {
         for w in &pol.warnings {
             let head = format!("  warning {}: ", pol.name);
-            let text = super::wrap_from(w, WIDTH, head.chars().count(), 4);
+            let text = super::wrap_from(w, p.width, head.chars().count(), 4);
             let _ = writeln!(out, "  {} {}: {text}", p.code("warning", "33"), pol.name);
         }
     }
@@ -218,11 +234,59 @@ fn labelled(out: &mut String, label: &str, text: &str, p: &Paint) {
         out,
         "    {}{}",
         p.dim(&pad(label, INDENT - 4)),
-        super::wrap(text, WIDTH, INDENT)
+        super::wrap(text, p.width, INDENT)
     );
 }
 
-fn write_explanation(out: &mut String, kind: ResultsKind, s: &ScenarioResult, p: &Paint) {
+/// The scenarios that need attention, grouped by their model explanation (with its notes), groups in the
+/// order of their first scenario.
+fn by_cause<'a>(attention: &[&'a ScenarioResult]) -> Vec<Vec<&'a ScenarioResult>> {
+    let mut groups: Vec<Vec<&ScenarioResult>> = Vec::new();
+    for s in attention {
+        let same = |g: &Vec<&ScenarioResult>| {
+            g[0].model.explanation == s.model.explanation && g[0].model.notes == s.model.notes
+        };
+        match groups.iter_mut().find(|g| same(g)) {
+            Some(g) => g.push(s),
+            None => groups.push(vec![s]),
+        }
+    }
+    groups
+}
+
+/// The head of a group of scenarios with one cause: the explanation and notes, once.
+fn write_shared_cause(out: &mut String, kind: ResultsKind, group: &[&ScenarioResult], p: &Paint) {
+    let first = group[0];
+    let cells = evidence::cells(kind, first);
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "  {}",
+        p.bold(&format!("One cause, {} scenarios:", group.len()))
+    );
+    labelled(
+        out,
+        "model",
+        &format!(
+            "{}{}: {}",
+            marker(cells.model),
+            evidence::model_short(first),
+            first.model.explanation
+        ),
+        p,
+    );
+    for n in &first.model.notes {
+        labelled(out, "", &format!("note: {n}"), p);
+    }
+}
+
+fn write_explanation(
+    out: &mut String,
+    kind: ResultsKind,
+    s: &ScenarioResult,
+    p: &Paint,
+    cause_above: bool,
+) {
     let cells = evidence::cells(kind, s);
     let mut status = s.status.as_str().to_string();
     if s.model_divergence {
@@ -254,19 +318,32 @@ fn write_explanation(out: &mut String, kind: ResultsKind, s: &ScenarioResult, p:
         );
     }
     labelled(out, "intent", &s.intent.to_string(), p);
-    labelled(
-        out,
-        "model",
-        &format!(
-            "{}{}: {}",
-            marker(cells.model),
-            evidence::model_short(s),
-            s.model.explanation
-        ),
-        p,
-    );
-    for n in &s.model.notes {
-        labelled(out, "", &format!("note: {n}"), p);
+    if cause_above {
+        labelled(
+            out,
+            "model",
+            &format!(
+                "{}{}: the cause above",
+                marker(cells.model),
+                evidence::model_short(s)
+            ),
+            p,
+        );
+    } else {
+        labelled(
+            out,
+            "model",
+            &format!(
+                "{}{}: {}",
+                marker(cells.model),
+                evidence::model_short(s),
+                s.model.explanation
+            ),
+            p,
+        );
+        for n in &s.model.notes {
+            labelled(out, "", &format!("note: {n}"), p);
+        }
     }
     if kind == ResultsKind::Run {
         match &s.client {

@@ -9,10 +9,15 @@
 //!   another; the rest run concurrently up to [`RunOptions::concurrency`].
 //! - A deny probe is stopped as soon as Hubble reports the policy drop: the runner signals the agent on its
 //!   standard input and the agent reports what it saw until then (no connection yet). The client column is
-//!   therefore never invented.
+//!   therefore never invented. No other Hubble verdict stops a probe.
+//! - The runner bounds every probe command by its own deadline, whatever the test bed does.
+//! - A drop whose reason is not a policy reason (unroutable, conntrack, ...) is never read as a deny: the
+//!   Hubble column is unclear, with the reason, and the scenario at best inconclusive.
 
+pub mod accept;
 pub mod judge;
 pub mod plan;
+pub mod suite;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -88,6 +93,19 @@ pub trait TestBed: Send + Sync {
 
     /// The Hubble metrics every Cilium agent exposes.
     fn hubble_metrics(&self) -> BoxFuture<'_, Result<Vec<NodeMetrics>, BedError>>;
+
+    /// Why this test bed cannot enforce HTTP and Kafka rules (it has no Envoy), or `None` when it can.
+    /// A scenario whose traffic the model says goes to Envoy is then not applicable, never passed.
+    fn no_envoy(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Why a scenario cannot be judged on a bed without Envoy: its traffic would be redirected to Envoy (the
+/// model says it is proxied) for an HTTP or Kafka rule. DNS rules are enforced by the agent's own proxy,
+/// so a DNS scenario is always judged.
+pub fn needs_envoy(request: &crate::scenario::Request, model: &Verdict) -> bool {
+    model.proxied && !matches!(request, crate::scenario::Request::Dns(_))
 }
 
 /// How a run goes.
@@ -98,7 +116,9 @@ pub struct RunOptions {
     pub concurrency: usize,
     /// Stop a probe as soon as Hubble reports its policy drop.
     pub early_stop: bool,
-    /// How long to keep waiting for Hubble after the client finished.
+    /// How long to keep waiting for Hubble after the client finished (decisive flows end the wait at
+    /// once). At the end of it, what Hubble did see (a drop for a reason other than policy, lost events) is
+    /// reported with the inconclusive result.
     pub hubble_margin: Duration,
     /// Extra time the test bed may take to start and end a probe command.
     pub exec_overhead: Duration,
@@ -158,7 +178,11 @@ fn hubble_reading(v: &hubble::HubbleVerdict) -> Reading {
             hubble::model::TrafficDirection::Egress => Some(crate::model::Direction::Egress),
             _ => None,
         }),
-        H::Dropped(d) => Reading::Unclear(format!("dropped for a reason other than policy ({d})")),
+        // Unroutable, conntrack, missed tail call, ...: the datapath dropped it, but not policy. Never
+        // read as a deny: a deny intent would pass on a drop that proves nothing about the policy.
+        H::Dropped(d) => Reading::Unclear(format!(
+            "Hubble shows a drop for a reason other than policy ({d}), which is no policy verdict"
+        )),
         H::L7Denied(_) => Reading::DenyL7,
         H::NothingSeen => Reading::Unclear("Hubble showed no flow of this probe".into()),
         H::Inconclusive { reason } => {
@@ -167,11 +191,16 @@ fn hubble_reading(v: &hubble::HubbleVerdict) -> Reading {
     }
 }
 
+/// The Hubble verdict recorded for a drop whose reason is not a policy reason (see
+/// [`crate::results::HubbleEvidence::verdict`]).
+pub const DROPPED_OTHER: &str = "dropped-other";
+
 fn hubble_evidence(report: &hubble::ProbeReport) -> HubbleEvidence {
     use hubble::HubbleVerdict as H;
     let verdict = match &report.verdict {
         H::Forwarded(_) => "forwarded",
-        H::Dropped(_) => "dropped-l4",
+        H::Dropped(d) if d.reason.is_policy() => "dropped-l4",
+        H::Dropped(_) => DROPPED_OTHER,
         H::L7Denied(_) => "l7-denied",
         H::L7Allowed(_) => "l7-allowed",
         H::NothingSeen => "not-seen",
@@ -191,6 +220,13 @@ fn hubble_evidence(report: &hubble::ProbeReport) -> HubbleEvidence {
     }
 }
 
+/// Whether a Hubble verdict is the one that stops a probe early: a datapath drop for a policy reason. Any
+/// other verdict (forwarded, an L7 verdict, a drop for another reason) lets the probe run to its end, so the
+/// client column reports what the client really saw.
+fn is_policy_drop(v: &hubble::HubbleVerdict) -> bool {
+    matches!(v, hubble::HubbleVerdict::Dropped(d) if d.reason.is_policy())
+}
+
 /// Run one flow scenario.
 async fn run_flow(
     bed: &dyn TestBed,
@@ -206,6 +242,15 @@ async fn run_flow(
         r.reason = "the scenario names no flow".into();
         return r;
     };
+    if let Some(why) = bed.no_envoy()
+        && needs_envoy(request, &model)
+    {
+        r.status = Status::NotApplicable;
+        r.reason = format!(
+            "not applicable ({why}): the model says this traffic is redirected to Envoy for its L7 rules"
+        );
+        return r;
+    }
     let (src, dst) = match (bed.locate(from), bed.locate(to)) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(BedError::NotApplicable(why)), _) | (_, Err(BedError::NotApplicable(why))) => {
@@ -230,35 +275,55 @@ async fn run_flow(
         &model,
         SystemTime::now(),
     );
-    // Register with Hubble before the client starts, so no flow of it is missed.
-    let handle = bed.flows().await.map(|w| w.register(probe));
+    // Register with Hubble before the client starts, so no flow of it is missed. Twice: the first
+    // registration gives the early verdict while the client runs; the second, which has seen the same
+    // flows, gives the verdict at the margin after the client finished (with what was seen by then).
+    let handle = bed
+        .flows()
+        .await
+        .map(|w| (w.register(probe.clone()), w.register(probe)));
     let deadline = started + Duration::from_millis(opts.timeouts.total_ms) + opts.exec_overhead;
     let hubble_deadline =
         started + Duration::from_millis(opts.timeouts.total_ms) + opts.hubble_margin;
     let cancel = CancellationToken::new();
-    let exec = bed.exec(from, args, deadline, cancel.clone());
+    // The runner bounds the probe itself: a test bed whose command hangs (an exec stream that never ends)
+    // cannot hold the run.
+    let budget = deadline.saturating_duration_since(started);
+    let exec = async {
+        match tokio::time::timeout_at(deadline, bed.exec(from, args, deadline, cancel.clone()))
+            .await
+        {
+            Ok(out) => out,
+            Err(_) => Err(BedError::Failed(format!(
+                "the probe command did not end within {} ms (the probe's budget and the test bed's overhead) and was abandoned",
+                budget.as_millis()
+            ))),
+        }
+    };
     tokio::pin!(exec);
     let (exec_result, report) = match handle {
-        Ok(h) => {
-            let verdict = h.verdict(hubble_deadline);
+        Ok((early, late)) => {
+            let verdict = early.verdict(hubble_deadline);
             tokio::pin!(verdict);
             tokio::select! {
                 out = &mut exec => {
-                    // The client finished: give Hubble a bounded margin for its flows.
-                    let margin = (Instant::now() + opts.hubble_margin).min(hubble_deadline.max(Instant::now()));
-                    let rep = tokio::time::timeout_at(margin, &mut verdict).await.ok();
-                    (out, rep.map(Ok))
+                    // The client finished: Hubble gets a bounded margin for its flows. At the margin the
+                    // report says what was seen (a drop for a reason other than policy, nothing, lost
+                    // events), so the reason of an inconclusive column is never lost.
+                    let now = Instant::now();
+                    let margin = (now + opts.hubble_margin).min(hubble_deadline.max(now));
+                    (out, Ok(late.verdict(margin).await))
                 }
                 rep = &mut verdict => {
-                    let is_drop = matches!(&rep.verdict, hubble::HubbleVerdict::Dropped(d) if d.reason.is_policy());
-                    if is_drop && opts.early_stop {
+                    drop(late);
+                    if opts.early_stop && is_policy_drop(&rep.verdict) {
                         cancel.cancel();
                     }
-                    ((&mut exec).await, Some(Ok(rep)))
+                    ((&mut exec).await, Ok(rep))
                 }
             }
         }
-        Err(why) => ((&mut exec).await, Some(Err(why))),
+        Err(why) => ((&mut exec).await, Err(why)),
     };
     r.timings.probe_ms = Some(started.elapsed().as_millis() as u64);
     // Client column.
@@ -291,14 +356,11 @@ async fn run_flow(
     };
     // Hubble column.
     let hubble_read = match report {
-        Some(Ok(rep)) => {
+        Ok(rep) => {
             r.hubble = Some(hubble_evidence(&rep));
             hubble_reading(&rep.verdict)
         }
-        Some(Err(why)) => Reading::Unclear(format!("no Hubble evidence: {why}")),
-        None => Reading::Unclear(
-            "Hubble reported nothing decisive within the margin after the probe".into(),
-        ),
+        Err(why) => Reading::Unclear(format!("no Hubble evidence: {why}")),
     };
     r.timings.total_ms = Some(started.elapsed().as_millis() as u64);
     let j = judge::judge(&r.intent, &model, Some(&client_read), Some(&hubble_read));
@@ -440,6 +502,7 @@ pub fn results(environment: Environment, model: &Model, scenarios: Vec<ScenarioR
         version: crate::results::RESULTS_VERSION,
         kind: ResultsKind::Run,
         environment,
+        setup_error: None,
         policies: model.policies.clone(),
         scenarios,
         summary,

@@ -16,6 +16,8 @@ pub enum ConnectError {
         "the kubeconfig has no current context: pass a context or run `kubectl config use-context`"
     )]
     NoCurrentContext,
+    #[error("the lab's API server: {0}")]
+    Lab(String),
     #[error("cannot build a client for kube context {context}: {source}")]
     Client {
         context: String,
@@ -37,6 +39,19 @@ pub fn install_crypto_provider() {
 pub fn current_context() -> Result<String, ConnectError> {
     let config = Kubeconfig::read().map_err(ConnectError::Kubeconfig)?;
     config.current_context.ok_or(ConnectError::NoCurrentContext)
+}
+
+/// A client for a test bed's state: its own kubeconfig file when it has one (the lab), else its context.
+pub async fn connect_state(state: &crate::State) -> Result<(Client, String), ConnectError> {
+    match &state.kubeconfig {
+        Some(path) => {
+            let client = crate::lab::client_for(path)
+                .await
+                .map_err(ConnectError::Lab)?;
+            Ok((client, state.kube_context.clone()))
+        }
+        None => connect(Some(&state.kube_context)).await,
+    }
 }
 
 /// A client for `context` (the current context when `None`), with that context's name.

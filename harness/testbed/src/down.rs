@@ -7,9 +7,7 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams};
 use tokio::time::Instant;
 
-use crate::client::{
-    api_message, cilium_clusterwide_network_policy, connect, is_not_found, resource_for,
-};
+use crate::client::{api_message, cilium_clusterwide_network_policy, is_not_found, resource_for};
 use crate::command::{CommandRunner, SystemRunner, Tools, output_tail};
 use crate::lock::{self, DEFAULT_LEASE_DURATION, LockError};
 use crate::plan;
@@ -52,6 +50,7 @@ pub async fn down(
     let report = match state.mode {
         Mode::Kind => down_kind(state, &SystemRunner, &Tools::for_repo(root), progress).await,
         Mode::Existing => down_existing(state, progress).await?,
+        Mode::Lab => down_lab(root, &SystemRunner, progress).await,
     };
     if report.is_clean() {
         let _ = std::fs::remove_file(state_file);
@@ -78,8 +77,34 @@ fn outside_containers(state: &State) -> Vec<String> {
     names
 }
 
-/// kind mode: outside containers, the kind cluster (with everything in it, the lease included), the
-/// network if the harness created it; then `kind get clusters`, `docker ps`, `docker network inspect`.
+/// kind mode: outside containers (those recorded and those labelled as this test bed's), the kind cluster
+/// (with everything in it, the lease included) if the harness created it, the network if the harness created
+/// it; then `kind get clusters`, `docker ps`, `docker network inspect`.
+/// Lab mode: `scripts/lab.sh down` removes the processes, network namespaces, links, mounts and Cilium's
+/// run directory, then lists what is left (see [`crate::lab::down_lab`]).
+pub async fn down_lab(
+    root: &Path,
+    runner: &dyn CommandRunner,
+    progress: &dyn Progress,
+) -> DownReport {
+    let mut report = DownReport::default();
+    let result = step(
+        progress,
+        "Remove the lab (processes, network namespaces, links, mounts)",
+        async {
+            crate::lab::down_lab(root, runner)
+                .await
+                .map(|()| ((), None))
+        },
+    )
+    .await;
+    match result {
+        Ok(()) => report.removed.push("the lab".to_string()),
+        Err(e) => report.remaining.push(e),
+    }
+    report
+}
+
 pub async fn down_kind(
     state: &State,
     runner: &dyn CommandRunner,
@@ -87,7 +112,29 @@ pub async fn down_kind(
     progress: &dyn Progress,
 ) -> DownReport {
     let mut report = DownReport::default();
-    let containers = outside_containers(state);
+    let mut containers = outside_containers(state);
+    // Containers labelled as this test bed's were all started by `up`, also those it had not recorded yet
+    // when it failed part way (an outside host started, the next one failed).
+    match runner
+        .run(&plan::containers_of(tools, &state.cluster_name), None)
+        .await
+    {
+        Ok(out) if out.success() => {
+            for name in out
+                .stdout_text()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+            {
+                if !containers.iter().any(|c| c == name) {
+                    containers.push(name.to_string());
+                }
+            }
+        }
+        // Docker not answering: the recorded containers are still removed, and the final check says
+        // what is left.
+        Ok(_) | Err(_) => {}
+    }
     let cluster = state.created.iter().find_map(|c| match c {
         Created::KindCluster { name } => Some(name.clone()),
         _ => None,
@@ -217,12 +264,13 @@ async fn run_logged(
 /// Existing-cluster mode: the harness's clusterwide policies, then every object `up` created (namespaces
 /// last, awaited until gone), then the lease; then a check that each is absent.
 async fn down_existing(state: &State, progress: &dyn Progress) -> Result<DownReport, DownError> {
-    let (client, _) = connect(Some(&state.kube_context))
-        .await
-        .map_err(|e| DownError::Connect {
-            context: state.kube_context.clone(),
-            message: e.to_string(),
-        })?;
+    let (client, _) =
+        crate::client::connect_state(state)
+            .await
+            .map_err(|e| DownError::Connect {
+                context: state.kube_context.clone(),
+                message: e.to_string(),
+            })?;
     // Refuse to tear down under another run's feet.
     lock::acquire(&client, &state.lock_holder, DEFAULT_LEASE_DURATION).await?;
     let mut report = DownReport::default();
@@ -423,6 +471,8 @@ mod tests {
             },
             lock_holder: "me".into(),
             created,
+            kubeconfig: None,
+            lab: None,
         }
     }
 
@@ -443,6 +493,15 @@ mod tests {
         assert_eq!(
             fake.argvs(),
             vec![
+                argv(&[
+                    "docker",
+                    "ps",
+                    "--all",
+                    "--filter",
+                    "label=harness/cluster=cnp-harness",
+                    "--format",
+                    "{{.Names}}"
+                ]),
                 argv(&["docker", "rm", "--force", "cnp-harness-outside-lb"]),
                 argv(&["docker", "rm", "--force", "cnp-harness-outside-partner"]),
                 argv(&["kind", "delete", "cluster", "--name", "cnp-harness"]),
@@ -505,6 +564,176 @@ mod tests {
                 .argvs()
                 .iter()
                 .any(|a| a[..2] == argv(&["docker", "network"]))
+        );
+    }
+
+    fn repo_root() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    }
+
+    /// A fake runner on which `up` gets past its prerequisites (the pinned tool versions answer).
+    fn prerequisites_met() -> FakeRunner {
+        let pins = crate::prereq::Pins::load(&repo_root().join("scripts/install-tools.sh"))
+            .expect("the installer pins its tools");
+        let fake = FakeRunner::new();
+        fake.on(
+            &["kind", "version"],
+            CommandOutput::ok(format!("kind {} go1.25 linux/amd64\n", pins.kind)),
+        );
+        fake.on(&["helm", "version"], CommandOutput::ok(pins.helm.clone()));
+        fake.on(
+            &["kubectl", "version"],
+            CommandOutput::ok(format!("Client Version: {}\n", pins.kubectl)),
+        );
+        fake
+    }
+
+    /// `up` creates the network, then fails to create the kind cluster. `down` removes the network, and
+    /// neither deletes a cluster nor removes a container the harness never made.
+    #[tokio::test]
+    async fn down_after_up_failed_at_the_cluster_removes_only_the_network_it_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let state_file = dir.path().join("state.json");
+        let fake = prerequisites_met();
+        fake.on(
+            &["docker", "network", "inspect"],
+            CommandOutput::failed(
+                1,
+                "Error response from daemon: network harness-kind not found",
+            ),
+        );
+        fake.on(&["kind", "get", "clusters"], CommandOutput::ok(""));
+        fake.on(
+            &["kind", "create", "cluster"],
+            CommandOutput::failed(1, "ERROR: failed to create cluster: node(s) already exist"),
+        );
+        let opts = crate::up::UpOptions {
+            root: repo_root(),
+            state_file: state_file.clone(),
+            target: crate::up::Target::Kind(crate::up::KindOptions {
+                cluster_name: "cnp-harness".into(),
+                cilium_version: "1.19.8".into(),
+                cilium_chart: None,
+                reuse: false,
+            }),
+            wait_timeout: Duration::from_secs(5),
+        };
+        let err = crate::up::up_with(&opts, &fake, &Tools::default(), &NoProgress)
+            .await
+            .expect_err("up fails at the cluster");
+        assert!(
+            err.to_string().contains("failed to create cluster"),
+            "{err}"
+        );
+        assert!(
+            fake.argvs()
+                .iter()
+                .any(|a| a.starts_with(&argv(&["docker", "network", "create"]))),
+            "up created the network: {:?}",
+            fake.argvs()
+        );
+        let state = State::load(&state_file).expect("up saved what it had created");
+        assert_eq!(
+            state.created,
+            vec![Created::DockerNetwork {
+                name: "harness-kind".into()
+            }]
+        );
+        assert_eq!(state.outside, OutsideHosts::NotStarted);
+
+        let teardown = FakeRunner::new();
+        teardown.on(
+            &["docker", "network", "inspect"],
+            CommandOutput::failed(1, "Error: No such network: harness-kind"),
+        );
+        let report = down_kind(&state, &teardown, &Tools::default(), &NoProgress).await;
+        assert!(report.is_clean(), "{report:?}");
+        assert_eq!(report.removed, vec!["Docker network harness-kind"]);
+        let ps = argv(&[
+            "docker",
+            "ps",
+            "--all",
+            "--filter",
+            "label=harness/cluster=cnp-harness",
+            "--format",
+            "{{.Names}}",
+        ]);
+        assert_eq!(
+            teardown.argvs(),
+            vec![
+                ps.clone(),
+                argv(&["docker", "network", "rm", "harness-kind"]),
+                ps,
+                argv(&["docker", "network", "inspect", "harness-kind"]),
+            ]
+        );
+    }
+
+    /// `up` started the first outside host, then failed on the second, before recording either. `down`
+    /// still removes the one started (it carries the test bed's label), with the cluster and network.
+    #[tokio::test]
+    async fn down_after_up_failed_starting_outside_hosts_removes_those_it_started() {
+        let fixture = crate::config::StackFixture::load(&repo_root().join("fixtures/stack.yaml"))
+            .expect("stack fixture");
+        let first = fixture.outside.hosts[0].name.clone();
+        let second = fixture.outside.hosts[1].name.clone();
+        let started = FakeRunner::new();
+        started.on(
+            &[
+                "docker",
+                "run",
+                "--detach",
+                "--name",
+                &format!("cnp-harness-outside-{second}"),
+            ],
+            CommandOutput::failed(
+                125,
+                "docker: Error response from daemon: Address already in use.",
+            ),
+        );
+        let err = crate::up::start_outside_hosts(
+            &started,
+            &Tools::default(),
+            "cnp-harness",
+            &fixture.outside,
+            "harness-agent:dev",
+            &[],
+        )
+        .await
+        .expect_err("the second host fails");
+        assert!(err.to_string().contains("Address already in use"), "{err}");
+        // What `up` has recorded at that point: the network and cluster, no outside host yet.
+        let mut state = kind_state(true);
+        state
+            .created
+            .retain(|c| !matches!(c, Created::Container { .. }));
+        state.outside = OutsideHosts::NotStarted;
+
+        let lb = format!("cnp-harness-outside-{first}");
+        let teardown = FakeRunner::new();
+        // Docker lists the container that was started (once: it is gone when the check looks again).
+        teardown.once(&["docker", "ps"], CommandOutput::ok(format!("{lb}\n")));
+        teardown.on(
+            &["docker", "network", "inspect"],
+            CommandOutput::failed(1, "Error: No such network: harness-kind"),
+        );
+        let report = down_kind(&state, &teardown, &Tools::default(), &NoProgress).await;
+        assert!(report.is_clean(), "{report:?}");
+        assert_eq!(
+            report.removed,
+            vec![
+                format!("container {lb}"),
+                "kind cluster cnp-harness".to_string(),
+                "Docker network harness-kind".to_string()
+            ]
+        );
+        assert!(
+            !teardown
+                .argvs()
+                .iter()
+                .any(|a| a.iter().any(|w| w.ends_with(&format!("outside-{second}")))),
+            "the host that never started is not touched: {:?}",
+            teardown.argvs()
         );
     }
 

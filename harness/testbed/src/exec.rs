@@ -14,8 +14,8 @@ use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 
 use crate::BoxFuture;
+use crate::client::ConnectError;
 use crate::client::api_message;
-use crate::client::{ConnectError, connect};
 use crate::command::{CommandError, CommandRunner, SystemRunner, Tools};
 use crate::manifests::LABEL_WORKLOAD;
 use crate::plan::outside_exec;
@@ -163,7 +163,7 @@ impl LiveExecutor {
     /// The executor for the test bed of `state`: its kube context, and Docker from `<root>/.tools/bin` or
     /// `PATH`.
     pub async fn connect(state: &State, root: &Path) -> Result<Self, ConnectError> {
-        let (client, _) = connect(Some(&state.kube_context)).await?;
+        let (client, _) = crate::client::connect_state(state).await?;
         Ok(Self::new(
             client,
             state,
@@ -226,6 +226,10 @@ impl LiveExecutor {
             OutsideHosts::NotAvailable { reason } => Err(ExecError::NotApplicable {
                 host: host.into(),
                 reason: reason.clone(),
+            }),
+            OutsideHosts::NotStarted => Err(ExecError::Failed {
+                target: format!("outside host {host}"),
+                message: crate::state::OUTSIDE_NOT_STARTED.into(),
             }),
         }
     }
@@ -298,7 +302,9 @@ async fn run_in_pod(
     })
 }
 
-async fn read_all<R: tokio::io::AsyncRead + Unpin>(reader: Option<R>) -> std::io::Result<Vec<u8>> {
+pub(crate) async fn read_all<R: tokio::io::AsyncRead + Unpin>(
+    reader: Option<R>,
+) -> std::io::Result<Vec<u8>> {
     let mut buf = Vec::new();
     if let Some(mut r) = reader {
         r.read_to_end(&mut buf).await?;
@@ -406,11 +412,7 @@ impl LiveExecutor {
         };
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         let work = async {
-            let params = AttachParams::default()
-                .container(container)
-                .stdin(true)
-                .stdout(true)
-                .stderr(true);
+            let params = cancellable_attach_params(container);
             let mut process = pods
                 .exec(pod, args.iter().cloned(), &params)
                 .await
@@ -498,8 +500,26 @@ impl LiveExecutor {
     }
 }
 
-/// Drives `reading` to completion; when `cancel` fires first, writes one line to `stdin` (once).
-async fn signal_on_cancel<F, W>(
+/// How a cancellable probe is attached to in a pod: standard input held open (the stop line is written
+/// to it), standard output and error read, no TTY (a TTY would mix the two streams and echo the stop line).
+pub fn cancellable_attach_params(container: &str) -> AttachParams {
+    AttachParams::default()
+        .container(container)
+        .stdin(true)
+        .stdout(true)
+        .stderr(true)
+        .tty(false)
+}
+
+/// The line written to a probe's standard input to stop it (the agent stops on any input).
+pub const STOP_LINE: &[u8] = b"stop\n";
+
+/// Drives `reading` to completion; when `cancel` fires first, writes [`STOP_LINE`] to `stdin` (once) and
+/// keeps driving `reading`, so the agent's report of what it saw until then is collected.
+///
+/// This is the only way the live test bed stops a probe; the runner's in-process test bed uses it too, so
+/// its tests go through the same signal.
+pub async fn signal_on_cancel<F, W>(
     reading: F,
     mut stdin: Option<W>,
     cancel: tokio_util::sync::CancellationToken,
@@ -517,7 +537,7 @@ where
             () = cancel.cancelled(), if !signalled => {
                 signalled = true;
                 if let Some(w) = stdin.as_mut() {
-                    let _ = w.write_all(b"stop\n").await;
+                    let _ = w.write_all(STOP_LINE).await;
                     let _ = w.flush().await;
                 }
             }
@@ -691,6 +711,44 @@ mod tests {
         .await
         .unwrap_err();
         assert!(matches!(err, ExecError::Failed { .. }), "{err}");
+    }
+
+    #[test]
+    fn probes_in_pods_are_attached_with_stdin_open_for_the_stop_line() {
+        let p = cancellable_attach_params("agent");
+        assert!(
+            p.stdin,
+            "without stdin the stop line cannot reach the agent"
+        );
+        assert!(p.stdout && p.stderr && !p.tty);
+        assert_eq!(p.container.as_deref(), Some("agent"));
+    }
+
+    /// What the agent's side of the pipe receives: the stop line only once cancelled, and the command's
+    /// output is still collected afterwards.
+    #[tokio::test]
+    async fn cancelling_writes_the_stop_line_and_still_collects_the_answer() {
+        use tokio::io::AsyncBufReadExt as _;
+        let (stdin, agent_end) = tokio::io::duplex(64);
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let agent = async move {
+            let mut line = String::new();
+            let mut reader = tokio::io::BufReader::new(agent_end);
+            let _ = reader.read_line(&mut line).await;
+            format!("answer after {line:?}")
+        };
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            stop.cancel();
+        });
+        let out = tokio::time::timeout(
+            Duration::from_secs(5),
+            signal_on_cancel(agent, Some(stdin), cancel),
+        )
+        .await
+        .expect("the agent got its stop line");
+        assert_eq!(out, r#"answer after "stop\n""#);
     }
 
     struct Hangs;

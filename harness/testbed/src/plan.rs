@@ -249,16 +249,37 @@ pub fn parse_helm_release_version(out: &CommandOutput) -> Result<Option<String>,
     }))
 }
 
-pub fn docker_build(tools: &Tools, root: &Path, dockerfile: &Path, image: &str) -> CommandSpec {
+/// Builds the agent image for one platform only (the Docker engine's), so that the image has a single
+/// manifest that `docker save` can export whole with either image store.
+pub fn docker_build(
+    tools: &Tools,
+    root: &Path,
+    dockerfile: &Path,
+    image: &str,
+    platform: &str,
+) -> CommandSpec {
     CommandSpec::new(tools.docker())
-        .args(["build", "-f"])
+        .args(["build", "--platform", platform, "-f"])
         .arg(dockerfile.to_string_lossy())
         .args(["-t", image, "."])
         .cwd(root)
 }
 
-pub fn kind_load_image(tools: &Tools, image: &str, cluster: &str) -> CommandSpec {
-    CommandSpec::new(tools.kind()).args(["load", "docker-image", image, "--name", cluster])
+/// Writes the image to an archive. With Docker's containerd image store, `kind load docker-image` can fail
+/// with `content digest ... not found` (kind issue 3795); an archive of a single-platform image loads with
+/// `kind load image-archive` on both image stores.
+pub fn docker_save(tools: &Tools, image: &str, archive: &Path) -> CommandSpec {
+    CommandSpec::new(tools.docker())
+        .args(["save", "--output"])
+        .arg(archive.to_string_lossy())
+        .arg(image)
+}
+
+pub fn kind_load_archive(tools: &Tools, archive: &Path, cluster: &str) -> CommandSpec {
+    CommandSpec::new(tools.kind())
+        .args(["load", "image-archive"])
+        .arg(archive.to_string_lossy())
+        .args(["--name", cluster])
 }
 
 /// The container name of an outside host.

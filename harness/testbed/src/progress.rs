@@ -61,7 +61,8 @@ impl Progress for TerminalProgress {
         match end {
             StepEnd::Done => self.line(&format!("ok  {step} ({took:.1}s)")),
             StepEnd::Skipped(why) => self.line(&format!("--  {step}: {why} ({took:.1}s)")),
-            StepEnd::Failed(why) => self.line(&format!("ERR {step} ({took:.1}s): {why}")),
+            // The error itself is stated once, by the command's final `error:` line.
+            StepEnd::Failed(_) => self.line(&format!("ERR {step} ({took:.1}s)")),
         }
     }
 }
@@ -154,13 +155,10 @@ mod tests {
         let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
         assert!(text.contains("s] ==> Create network"), "{text}");
         assert!(text.contains("ok  Create network ("), "{text}");
+        assert!(text.contains("ERR Install Cilium ("), "{text}");
         assert!(
-            text.contains("ERR Install Cilium (") && text.contains("helm failed"),
-            "{text}"
-        );
-        assert!(
-            !text.contains("more"),
-            "only the first line of an error: {text}"
+            !text.contains("helm failed") && !text.contains("more"),
+            "the error is stated once, by the caller, not by the progress: {text}"
         );
     }
 }

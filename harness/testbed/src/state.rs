@@ -39,6 +39,9 @@ pub enum Mode {
     Kind,
     /// The current kube context's cluster, already running Cilium; only the stack was deployed.
     Existing,
+    /// The lab: a control plane, a Cilium agent and the stack's pods as processes and network namespaces
+    /// on this Linux host (see [`crate::lab`]).
+    Lab,
 }
 
 /// Everything the harness created, so that `down` removes exactly that.
@@ -57,6 +60,10 @@ pub enum Created {
     },
     Container {
         name: String,
+    },
+    /// The lab's processes, network namespaces, links and mounts (all removed by `scripts/lab.sh down`).
+    Lab {
+        run_dir: PathBuf,
     },
     /// A Kubernetes object that did not exist before `up`.
     Object {
@@ -84,10 +91,17 @@ pub enum OutsideHosts {
         network: String,
         hosts: Vec<OutsideHostState>,
     },
-    NotAvailable {
-        reason: String,
-    },
+    /// This test bed has no outside hosts by design (an existing cluster): scenarios from them are not
+    /// applicable, for this reason.
+    NotAvailable { reason: String },
+    /// `up` has not (yet) started them: it stopped before that step or failed in it. Scenarios from them
+    /// cannot run, but this is a fault of the test bed, not a property of it: they are inconclusive, never
+    /// not applicable.
+    NotStarted,
 }
+
+/// Why scenarios from outside hosts cannot run on a test bed whose `up` stopped before starting them.
+pub const OUTSIDE_NOT_STARTED: &str = "the outside hosts were not started (`harness up` stopped before that step or failed in it): run `harness up` again";
 
 /// The state file's content.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,6 +124,25 @@ pub struct State {
     pub lock_holder: String,
     /// In creation order; `down` removes them in reverse.
     pub created: Vec<Created>,
+    /// The kubeconfig file to use instead of `$KUBECONFIG`/`~/.kube/config` (the lab writes its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<PathBuf>,
+    /// What probes and checks need to reach the lab (lab mode only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lab: Option<LabState>,
+}
+
+/// How to reach the lab's pods and agent from this host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabState {
+    /// The in-pod agent binary, run inside a pod's or outside host's network namespace for a probe.
+    pub agent_bin: PathBuf,
+    /// `cilium-dbg` of the lab's Cilium version (talks to the agent's API socket).
+    pub cilium_dbg: PathBuf,
+    /// The agent's Hubble metrics endpoint.
+    pub hubble_metrics_url: String,
+    /// `namespace/pod` to its network namespace.
+    pub pods: std::collections::BTreeMap<String, String>,
 }
 
 impl State {
@@ -182,6 +215,7 @@ impl State {
                 .find(|h| h.name == name)
                 .ok_or_else(|| format!("no outside host named {name}")),
             OutsideHosts::NotAvailable { reason } => Err(reason.clone()),
+            OutsideHosts::NotStarted => Err(OUTSIDE_NOT_STARTED.to_string()),
         }
     }
 }
@@ -223,6 +257,8 @@ pub(crate) mod tests {
                     name: "frontend".into(),
                 },
             ],
+            kubeconfig: None,
+            lab: None,
         }
     }
 
@@ -254,6 +290,22 @@ pub(crate) mod tests {
             State::load(&path),
             Err(StateError::Version { found: 99, .. })
         ));
+    }
+
+    #[test]
+    fn outside_hosts_not_started_are_not_mistaken_for_unavailable() {
+        let mut state = sample();
+        state.outside = OutsideHosts::NotStarted;
+        let json = serde_json::to_string(&state).unwrap();
+        assert!(json.contains(r#""status":"not-started""#), "{json}");
+        let back: State = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.outside, OutsideHosts::NotStarted);
+        assert!(
+            state
+                .outside_host("lb")
+                .unwrap_err()
+                .contains("run `harness up` again")
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::config::{
 use crate::lock::{DEFAULT_LEASE_DURATION, LockError, LockGuard, new_holder_identity};
 use crate::manifests::{self, ManifestError};
 use crate::plan::{self, CiliumChart, NetworkAction, NodeRoute};
+use crate::prereq::{Pins, Prerequisites, check_tools};
 use crate::progress::{Progress, step};
 use crate::state::{
     Created, Mode, OutsideHostState, OutsideHosts, STATE_VERSION, State, StateError,
@@ -47,6 +48,8 @@ pub struct UpOptions {
 pub enum Target {
     Kind(KindOptions),
     Existing(ExistingOptions),
+    /// The lab on this Linux host (see [`crate::lab`]).
+    Lab(crate::lab::LabOptions),
 }
 
 #[derive(Clone, Debug)]
@@ -108,6 +111,8 @@ pub enum UpError {
         "Docker is not available: {0}\n(install Docker and make sure `docker info` works for this user)"
     )]
     DockerUnavailable(String),
+    #[error("the test bed cannot be set up on this machine; nothing was changed:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Prerequisites(Vec<String>),
     #[error("configuration problems:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
     Config(Vec<String>),
     #[error(transparent)]
@@ -159,6 +164,7 @@ pub async fn up_with(
     match &opts.target {
         Target::Kind(k) => up_kind(opts, k, runner, tools, progress).await,
         Target::Existing(e) => up_existing(opts, e, progress).await,
+        Target::Lab(l) => crate::lab::up_lab(opts, l, runner, progress).await,
     }
 }
 
@@ -223,9 +229,8 @@ async fn up_kind(
         cilium_namespace: CILIUM_NAMESPACE.into(),
         agent_image: AGENT_IMAGE.into(),
         relay_address: Some(relay_address(Some(&configs.kind), Some(&configs.values))),
-        outside: OutsideHosts::NotAvailable {
-            reason: "outside hosts not started yet (harness up did not finish)".into(),
-        },
+        // Not "not available": that is what an existing cluster records, and it makes scenarios not applicable.
+        outside: OutsideHosts::NotStarted,
         lock_holder: previous
             .as_ref()
             .map(|p| p.lock_holder.clone())
@@ -234,9 +239,16 @@ async fn up_kind(
             .as_ref()
             .map(|p| p.created.clone())
             .unwrap_or_default(),
+        kubeconfig: None,
+        lab: None,
     };
 
-    step(progress, "Check Docker", check_docker(runner, tools)).await?;
+    let prereqs = step(
+        progress,
+        "Check Docker, kind, helm and kubectl",
+        check_prerequisites(runner, tools, &opts.root),
+    )
+    .await?;
     step(progress, &format!("Docker network {}", net.name), async {
         let action = prepare_network(runner, tools, net).await?;
         let note = match action {
@@ -284,7 +296,7 @@ async fn up_kind(
     )
     .await?;
 
-    let (client, _) = connect(Some(&state.kube_context))
+    let (client, _) = crate::client::connect_state(&state)
         .await
         .map_err(|e| UpError::Other(e.to_string()))?;
     let _lock = LockGuard::acquire(&client, &state.lock_holder, DEFAULT_LEASE_DURATION).await?;
@@ -326,22 +338,18 @@ async fn up_kind(
 
     step(
         progress,
-        &format!("Build {AGENT_IMAGE} and load it into kind"),
-        async {
-            run_checked(
-                runner,
-                &plan::docker_build(tools, &opts.root, &layout.dockerfile(), AGENT_IMAGE),
-                Some(Instant::now() + 3 * opts.wait_timeout),
-            )
-            .await?;
-            run_checked(
-                runner,
-                &plan::kind_load_image(tools, AGENT_IMAGE, &k.cluster_name),
-                Some(Instant::now() + opts.wait_timeout),
-            )
-            .await?;
-            Ok::<_, UpError>(((), None))
-        },
+        &format!(
+            "Build {AGENT_IMAGE} for {} and load it into kind",
+            prereqs.platform
+        ),
+        load_agent_image(
+            runner,
+            tools,
+            opts,
+            &layout,
+            &k.cluster_name,
+            &prereqs.platform,
+        ),
     )
     .await?;
 
@@ -412,6 +420,52 @@ async fn up_kind(
     Ok(state)
 }
 
+/// Builds the agent image for `platform`, saves it to an archive under `.harness/` and loads the archive
+/// into the kind cluster's nodes (see [`plan::docker_save`] for why not `kind load docker-image`).
+pub async fn load_agent_image(
+    runner: &dyn CommandRunner,
+    tools: &Tools,
+    opts: &UpOptions,
+    layout: &Layout,
+    cluster: &str,
+    platform: &str,
+) -> Result<((), Option<String>), UpError> {
+    let dir = opts.root.join(".harness");
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| UpError::Other(format!("creating {}: {e}", dir.display())))?;
+    let archive = dir.join("harness-agent-image.tar");
+    run_checked(
+        runner,
+        &plan::docker_build(
+            tools,
+            &opts.root,
+            &layout.dockerfile(),
+            AGENT_IMAGE,
+            platform,
+        ),
+        Some(Instant::now() + 3 * opts.wait_timeout),
+    )
+    .await?;
+    run_checked(
+        runner,
+        &plan::docker_save(tools, AGENT_IMAGE, &archive),
+        Some(Instant::now() + opts.wait_timeout),
+    )
+    .await?;
+    let loaded = run_checked(
+        runner,
+        &plan::kind_load_archive(tools, &archive, cluster),
+        Some(Instant::now() + opts.wait_timeout),
+    )
+    .await;
+    // The archive is only a vehicle; a failed load leaves it for inspection.
+    if loaded.is_ok() {
+        let _ = std::fs::remove_file(&archive);
+    }
+    loaded?;
+    Ok(((), None))
+}
+
 /// The state of an earlier `up` of the same test bed (same mode and kube context), if any.
 ///
 /// # Errors
@@ -429,6 +483,29 @@ pub fn previous_state(path: &Path, mode: Mode, context: &str) -> Result<Option<S
         Err(StateError::Missing { .. }) => Ok(None),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Docker must work, and kind, helm and kubectl must be at the versions scripts/install-tools.sh pins.
+/// Every problem is listed at once; nothing is changed.
+pub async fn check_prerequisites(
+    runner: &dyn CommandRunner,
+    tools: &Tools,
+    root: &Path,
+) -> Result<(Prerequisites, Option<String>), UpError> {
+    let pins = Pins::load(&root.join("scripts/install-tools.sh"))
+        .map_err(|e| UpError::Prerequisites(vec![format!("the pinned tool versions: {e}")]))?;
+    let docker = check_docker(runner, tools)
+        .await
+        .err()
+        .map(|e| e.to_string());
+    let prereqs = check_tools(runner, tools, &pins, docker)
+        .await
+        .map_err(UpError::Prerequisites)?;
+    let note = format!(
+        "kind {}, helm {}, kubectl {}; images for {}",
+        pins.kind, pins.helm, pins.kubectl, prereqs.platform
+    );
+    Ok((prereqs, Some(note)))
 }
 
 /// `docker info` must work.
@@ -717,6 +794,8 @@ async fn up_existing(
         },
         lock_holder: holder.clone(),
         created: previous.map(|p| p.created).unwrap_or_default(),
+        kubeconfig: None,
+        lab: None,
     };
     state.save(&opts.state_file)?;
     if !relay {
@@ -804,6 +883,107 @@ mod tests {
 
     fn argv(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn repo_root() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    }
+
+    #[tokio::test]
+    async fn up_checks_every_prerequisite_before_changing_anything() {
+        let fake = FakeRunner::new();
+        fake.on(
+            &["kind", "version"],
+            CommandOutput::ok("kind v0.33.0 go1.25 linux/amd64\n"),
+        );
+        fake.on(
+            &["helm", "version"],
+            CommandOutput::failed(127, "helm: not found"),
+        );
+        fake.on(
+            &["kubectl", "version"],
+            CommandOutput::failed(127, "kubectl: not found"),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = UpOptions::kind(repo_root());
+        opts.state_file = dir.path().join("state.json");
+        let err = up_with(
+            &opts,
+            &fake,
+            &Tools::default(),
+            &crate::progress::NoProgress,
+        )
+        .await
+        .unwrap_err();
+        let UpError::Prerequisites(problems) = &err else {
+            panic!("{err}")
+        };
+        assert_eq!(problems.len(), 2, "{problems:#?}");
+        let text = err.to_string();
+        assert!(
+            text.contains("helm")
+                && text.contains("kubectl")
+                && text.contains("bash scripts/install-tools.sh"),
+            "{text}"
+        );
+        assert!(text.contains("nothing was changed"), "{text}");
+        assert!(
+            fake.argvs()
+                .iter()
+                .all(|a| a.get(1).map(String::as_str) != Some("network")),
+            "no network command before the checks pass: {:?}",
+            fake.argvs()
+        );
+        assert!(!opts.state_file.exists());
+    }
+
+    #[tokio::test]
+    async fn agent_image_is_built_for_one_platform_and_loaded_through_an_archive() {
+        let fake = FakeRunner::new();
+        let dir = tempfile::tempdir().unwrap();
+        let opts = UpOptions::kind(dir.path());
+        let layout = Layout::new(dir.path());
+        load_agent_image(
+            &fake,
+            &Tools::default(),
+            &opts,
+            &layout,
+            "harness",
+            "linux/amd64",
+        )
+        .await
+        .unwrap();
+        let archive = dir
+            .path()
+            .join(".harness/harness-agent-image.tar")
+            .to_string_lossy()
+            .into_owned();
+        let dockerfile = layout.dockerfile().to_string_lossy().into_owned();
+        assert_eq!(
+            fake.argvs(),
+            vec![
+                argv(&[
+                    "docker",
+                    "build",
+                    "--platform",
+                    "linux/amd64",
+                    "-f",
+                    &dockerfile,
+                    "-t",
+                    AGENT_IMAGE,
+                    "."
+                ]),
+                argv(&["docker", "save", "--output", &archive, AGENT_IMAGE]),
+                argv(&[
+                    "kind",
+                    "load",
+                    "image-archive",
+                    &archive,
+                    "--name",
+                    "harness"
+                ]),
+            ]
+        );
     }
 
     #[tokio::test]

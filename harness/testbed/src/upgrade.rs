@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::client::connect;
 use crate::command::{CommandRunner, SystemRunner, Tools};
 use crate::config::Layout;
 use crate::lock::{DEFAULT_LEASE_DURATION, LockGuard};
@@ -72,7 +71,7 @@ pub async fn upgrade_cilium_with(
     }
     let layout = Layout::new(&opts.root);
     let configs = load_configs(&layout)?;
-    let (client, _) = connect(Some(&state.kube_context))
+    let (client, _) = crate::client::connect_state(state)
         .await
         .map_err(|e| UpError::Other(e.to_string()))?;
     let _lock = LockGuard::acquire(&client, &state.lock_holder, DEFAULT_LEASE_DURATION).await?;

@@ -161,6 +161,7 @@ async fn exec_in_outside_host_runs_in_its_container_or_is_not_applicable() {
         OutsideHosts::NotAvailable { .. } => {
             assert!(matches!(result, Err(ExecError::NotApplicable { .. })))
         }
+        OutsideHosts::NotStarted => panic!("{}", testbed::state::OUTSIDE_NOT_STARTED),
     }
 }
 

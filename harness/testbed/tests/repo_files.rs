@@ -19,7 +19,7 @@ fn stack_fixture_declares_the_outside_hosts_on_a_consistent_network() {
         .iter()
         .map(|h| h.name.as_str())
         .collect();
-    assert_eq!(names, ["lb", "outsider", "partner"]);
+    assert_eq!(names, ["lb", "outsider", "partner", "partner-neighbour"]);
     assert_eq!(fixture.outside.network.name, "harness-kind");
     assert!(
         fixture.manifests.join("00-namespaces.yaml").is_file(),

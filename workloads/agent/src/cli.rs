@@ -78,6 +78,22 @@ pub enum Server {
         #[arg(long, default_value = "0.0.0.0")]
         bind: IpAddr,
     },
+    /// DNS over UDP and TCP for the names given with --record (NXDOMAIN for others), and /healthz: the
+    /// lab's stand-in for kube-dns.
+    Dns {
+        /// DNS port.
+        #[arg(long, default_value_t = 53)]
+        port: u16,
+        /// Health port.
+        #[arg(long, default_value_t = 8081)]
+        health_port: u16,
+        /// A name and its IPv4 address, NAME=IPV4 (repeatable).
+        #[arg(long = "record")]
+        records: Vec<String>,
+        /// Address to listen on.
+        #[arg(long, default_value = "0.0.0.0")]
+        bind: IpAddr,
+    },
     /// Only /healthz: a pod that exists to run probes.
     Idle {
         /// Health port.

@@ -83,6 +83,15 @@ fn main() -> ExitCode {
                     Server::Idle { health_port, bind } => {
                         agent::serve::idle(bind, health_port).await
                     }
+                    Server::Dns {
+                        port,
+                        health_port,
+                        records,
+                        bind,
+                    } => match agent::serve::dns::parse_records(&records) {
+                        Ok(r) => agent::serve::dns::serve(bind, port, health_port, r).await,
+                        Err(e) => Err(e),
+                    },
                 }
             });
             runtime.shutdown_timeout(std::time::Duration::from_secs(1));

@@ -208,6 +208,55 @@ fn a_line_on_stdin_stops_a_probe_early_and_reports_no_connection_yet() {
     assert!(r.detail.contains("stopped by the harness"), "{}", r.detail);
 }
 
+/// Stopped after the connection was established (the server accepted but has not answered yet), the
+/// agent must say so: a timeout after connect, never a connect timeout (which would read as an L4 deny).
+#[test]
+fn a_probe_stopped_after_it_connected_reports_a_timeout_not_a_connect_timeout() {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let addr = common::silent_responder();
+    let mut spec = ProbeSpec::new(
+        addr.to_string(),
+        ProbeRequest::Http(probe_wire::HttpRequest::default()),
+    );
+    spec.connect_timeout_ms = 10_000;
+    spec.timeout_ms = 20_000;
+    spec.cancel_on_stdin = true;
+    let args = spec.to_args();
+    let started = Instant::now();
+    let mut child = Command::new(agent_bin())
+        .args(&args[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("agent starts");
+    // Loopback connects at once; the silent server then holds the request unanswered.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(b"stop\n")
+        .expect("write to the agent's stdin");
+    stdin.flush().expect("flush");
+    let out = child.wait_with_output().expect("agent ends");
+    drop(stdin);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let r =
+        ProbeResult::from_json(String::from_utf8_lossy(&out.stdout).trim()).expect("result JSON");
+    assert_eq!(r.outcome, Outcome::Timeout, "{}", r.detail);
+    assert!(
+        r.detail.contains("stopped by the harness") && r.detail.contains("connected"),
+        "{}",
+        r.detail
+    );
+    assert!(r.timings.connect_ms.is_some(), "{:?}", r.timings);
+}
+
 #[test]
 fn without_the_flag_a_closed_stdin_does_not_stop_the_probe() {
     let addr = responder(|_s| {});

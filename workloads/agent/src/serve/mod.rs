@@ -10,6 +10,7 @@
 //! Once every port is bound, one JSON line `{"listening":{"<port name>":"<addr>",...}}` is printed on
 //! stdout (ports may be 0 to let the kernel choose). SIGTERM or SIGINT stops accepting and exits 0.
 
+pub mod dns;
 mod tls;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,134 @@
+//! Differential test: every scenario of both postures, decided by the model and by Cilium's own policy
+//! engine (the oracle in `oracle/`, Cilium v1.19.7), must agree on every field both decide.
+//!
+//! The oracle is built with Go on first use and cached outside the repository (see
+//! `harness::oracle::ensure_built`); without Go the test fails and says how to install it.
+
+use std::path::{Path, PathBuf};
+
+use harness::model::CiliumVersion;
+use harness::oracle::{self, Oracle};
+use harness::scenario;
+use harness::stack::Stack;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn built_oracle() -> Oracle {
+    match oracle::ensure_built(&root()) {
+        Ok(bin) => Oracle { bin },
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Disagreements that are understood: (posture, scenario id, field prefix, why). Empty: the model agrees
+/// with Cilium's engine on every scenario.
+const KNOWN_EXCEPTIONS: &[(&str, &str, &str, &str)] = &[];
+
+struct Tally {
+    queries: usize,
+    disagreements: Vec<String>,
+}
+
+fn differential(posture: &str, o: &Oracle) -> Tally {
+    let root = root();
+    let stack = Stack::load(&root.join("fixtures/stack.yaml")).expect("stack");
+    let scenarios =
+        scenario::load_scenarios(&root.join("fixtures/scenarios"), &stack).expect("scenarios");
+    let version: CiliumVersion = oracle::CILIUM_MINOR.parse().expect("version");
+    let pdir = root.join("policies").join(posture);
+    let d = oracle::differential(o, &stack, &scenarios, &pdir, version)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        d.asked.len() > 20,
+        "too few flow scenarios: {}",
+        d.asked.len()
+    );
+    let mut disagreements: Vec<String> = d
+        .policies
+        .iter()
+        .map(|p| format!("{posture}: {p}"))
+        .collect();
+    for (id, fields) in &d.scenarios {
+        for f in fields {
+            let known = KNOWN_EXCEPTIONS
+                .iter()
+                .any(|(p, kid, field, _)| *p == posture && kid == id && f.starts_with(field));
+            if !known {
+                disagreements.push(format!("{posture}: {id}: {f}"));
+            }
+        }
+    }
+    Tally {
+        queries: d.asked.len(),
+        disagreements,
+    }
+}
+
+#[test]
+fn every_scenario_of_both_postures_gets_the_verdict_ciliums_engine_gives() {
+    let o = built_oracle();
+    let mut all = Vec::new();
+    for posture in ["seed", "hardened"] {
+        let t = differential(posture, &o);
+        eprintln!(
+            "{posture}: {} scenarios on Cilium {}: {} agree, {} disagree",
+            t.queries,
+            oracle::CILIUM_RELEASE,
+            t.queries - t.disagreements.len().min(t.queries),
+            t.disagreements.len()
+        );
+        all.extend(t.disagreements);
+    }
+    assert!(
+        all.is_empty(),
+        "the model and Cilium's policy engine disagree:\n{}",
+        all.join("\n")
+    );
+}
+
+fn harness_check(args: &[&str]) -> (i32, String) {
+    // The oracle must be built first (a missing Go fails here, saying so).
+    let _ = built_oracle();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_harness"))
+        .arg("--root")
+        .arg(root())
+        .arg("check")
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("the harness binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_with_oracle_prints_that_ciliums_engine_agrees_on_every_flow_scenario() {
+    let (code, stderr) = harness_check(&["--posture", "hardened", "--oracle"]);
+    assert_eq!(code, 0, "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("Cilium v1.19.7's engine:"))
+        .unwrap_or_else(|| panic!("no agreement line in:\n{stderr}"));
+    let (agree, total) = line
+        .split_once(" flow scenario")
+        .and_then(|(head, _)| head.rsplit_once(" of "))
+        .map(|(a, t)| (a.rsplit(' ').next().unwrap_or(""), t))
+        .expect("`N of M flow scenario(s)`");
+    assert_eq!(agree, total, "{line}");
+    assert!(total.parse::<usize>().unwrap() > 50, "{line}");
+    assert!(!stderr.contains("disagrees:"), "{stderr}");
+}
+
+#[test]
+fn check_with_oracle_refuses_a_version_the_oracle_is_not_built_for() {
+    let (code, stderr) = harness_check(&["--oracle", "--cilium-version", "1.20"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("cannot check --cilium-version 1.20"),
+        "{stderr}"
+    );
+}

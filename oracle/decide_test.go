@@ -1,0 +1,38 @@
+package main
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/cilium/proxy/proxylib/kafka/kafkalib"
+)
+
+// The requests the oracle encodes for a Kafka session are parsed back by proxylib with their key, client
+// id and topic, and a produce rule for the topic and client allows them.
+func TestKafkaSessionIsParsedAndMatchedByProxylib(t *testing.T) {
+	for _, action := range []string{"produce", "consume"} {
+		checkSession(t, action)
+	}
+}
+
+func checkSession(t *testing.T, action string) {
+	msgs, err := kafkaSession(action, "orders", "payment-service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := []int32{0, 3, 18}
+	if action == "consume" {
+		keys = []int32{1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 18}
+	}
+	rule := kafkalib.NewRule(-1, keys, "payment-service", "orders")
+	for i, raw := range msgs {
+		m, err := kafkalib.ReadRequest(bytes.NewReader(raw))
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		t.Logf("request %d: %s topics=%v", i, m.String(), m.GetTopics())
+		if !rule.Matches(m) {
+			t.Errorf("request %d (%s) is not allowed by the produce rule", i, m.String())
+		}
+	}
+}
