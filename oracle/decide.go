@@ -5,6 +5,8 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,6 +42,8 @@ type verdict struct {
 	L7Rules []json.RawMessage `json:"l7_rules,omitempty"`
 	// For a denied Kafka session: the API key of the request the proxy refused.
 	DeniedKafkaAPIKey *int16 `json:"denied_kafka_api_key,omitempty"`
+	// Only when the query carried the frames a client sent: each frame as proxylib's parser read it.
+	KafkaWire []wireRequest `json:"kafka_wire,omitempty"`
 }
 
 type answerSet struct {
@@ -88,6 +92,16 @@ func (e *engine) decide(q Query, where string) (verdict, error) {
 		return verdict{}, badInput("%s: to: %q is not an identity of the identities file", where, q.To)
 	}
 	v := verdict{Decision: "allow", Policies: []string{}}
+	if req != nil && req.Kafka != nil && len(req.Kafka.Wire) > 0 {
+		// Every frame is parsed whatever the policy: a frame proxylib cannot parse makes the proxy close
+		// the connection (ERROR_INVALID_FRAME_TYPE) as soon as a Kafka rule redirects the flow.
+		msgs, shown, err := parseWire(req.Kafka.Wire)
+		if err != nil {
+			return verdict{}, badInput("%s: request.kafka.wire: %v", where, err)
+		}
+		req.parsedWire = msgs
+		v.KafkaWire = shown
+	}
 	type step struct {
 		ep, peer int
 		ingress  bool
@@ -221,15 +235,21 @@ func decideL7(sps []*policy.PerSelectorPolicy, req *request) l7Result {
 		if len(shown) == 0 {
 			return l7Result{}
 		}
-		msgs, err := kafkaSession(req.Kafka.Action, req.Kafka.Topic, req.Kafka.ClientID)
-		if err != nil {
-			return l7Result{err: err}
-		}
-		for _, raw := range msgs {
-			m, err := kafkalib.ReadRequest(bytes.NewReader(raw))
+		msgs := req.parsedWire
+		if msgs == nil {
+			raws, err := kafkaSession(req.Kafka.Action, req.Kafka.Topic, req.Kafka.ClientID)
 			if err != nil {
-				return l7Result{err: fmt.Errorf("proxylib cannot parse the Kafka request: %w", err)}
+				return l7Result{err: err}
 			}
+			for _, raw := range raws {
+				m, err := kafkalib.ReadRequest(bytes.NewReader(raw))
+				if err != nil {
+					return l7Result{err: fmt.Errorf("proxylib cannot parse the Kafka request: %w", err)}
+				}
+				msgs = append(msgs, m)
+			}
+		}
+		for _, m := range msgs {
 			allowed := false
 			for _, r := range rules {
 				if r.Matches(m) {
@@ -341,8 +361,9 @@ func headerValue(req *request, name string) (string, bool) {
 		if h.Host != "" {
 			return h.Host, true
 		}
+		// The Host header of an HTTP/1.1 request becomes the authority; an empty one is none.
 		for k, v := range h.Headers {
-			if strings.EqualFold(k, "host") {
+			if strings.EqualFold(k, "host") && v != "" {
 				return v, true
 			}
 		}
@@ -455,4 +476,61 @@ func requestVersion(r any) int16 {
 		return v.Version
 	}
 	return 0
+}
+
+// wireRequest is one client frame as proxylib's Kafka parser read it.
+type wireRequest struct {
+	APIKey     int16    `json:"api_key"`
+	APIVersion int16    `json:"api_version"`
+	ClientID   string   `json:"client_id"`
+	Topics     []string `json:"topics"`
+}
+
+// parseWire reads the frames a client sent (hex, each with its 4-byte size) with proxylib's
+// kafkalib.ReadRequest, the parser Cilium's Envoy runs on every request of a redirected connection.
+func parseWire(frames []string) ([]*kafkalib.RequestMessage, []wireRequest, error) {
+	var msgs []*kafkalib.RequestMessage
+	var shown []wireRequest
+	for i, h := range frames {
+		raw, err := hex.DecodeString(h)
+		if err != nil {
+			return nil, nil, fmt.Errorf("frame %d is not hex: %v", i, err)
+		}
+		if len(raw) < 8 {
+			return nil, nil, fmt.Errorf("frame %d has %d bytes, fewer than a size and a request header", i, len(raw))
+		}
+		size := int(binary.BigEndian.Uint32(raw[:4]))
+		if size != len(raw)-4 {
+			return nil, nil, fmt.Errorf("frame %d: its size field says %d bytes, %d follow", i, size, len(raw)-4)
+		}
+		m, err := kafkalib.ReadRequest(bytes.NewReader(raw))
+		if err != nil {
+			key := int16(binary.BigEndian.Uint16(raw[4:6]))
+			version := int16(binary.BigEndian.Uint16(raw[6:8]))
+			return nil, nil, fmt.Errorf("proxylib cannot parse frame %d (API key %d, version %d): %v; "+
+				"the proxy would close the connection", i, key, version, err)
+		}
+		topics := m.GetTopics()
+		if topics == nil {
+			topics = []string{}
+		}
+		msgs = append(msgs, m)
+		shown = append(shown, wireRequest{APIKey: m.GetAPIKey(), APIVersion: m.GetVersion(),
+			ClientID: wireClientID(raw), Topics: topics})
+	}
+	return msgs, shown, nil
+}
+
+// wireClientID is the client id of a request header (v1 and later), read as proxylib reads it: a
+// 2-byte length after the API key, version and correlation id; empty for v0 requests, whose client id
+// proxylib does not read.
+func wireClientID(raw []byte) string {
+	if len(raw) < 14 || int16(binary.BigEndian.Uint16(raw[6:8])) == 0 {
+		return ""
+	}
+	n := int(int16(binary.BigEndian.Uint16(raw[12:14])))
+	if n <= 0 || 14+n > len(raw) {
+		return ""
+	}
+	return string(raw[14 : 14+n])
 }

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/cilium/proxy/proxylib/kafka/kafkalib"
 	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 )
@@ -260,10 +261,15 @@ type request struct {
 		Action   string `json:"action"`
 		Topic    string `json:"topic"`
 		ClientID string `json:"clientId"`
+		// Oracle only: the request frames a client really sent (hex, each with its 4-byte size), used
+		// instead of the oracle's own encoding of the session (README, "Kafka on the wire").
+		Wire []string `json:"wire"`
 	} `json:"kafka"`
 	DNS *struct {
 		Query string `json:"query"`
 	} `json:"dns"`
+	// The Kafka wire frames as proxylib parsed them (set by decide, not read from the input).
+	parsedWire []*kafkalib.RequestMessage
 }
 
 func decodeRequest(where string, raw json.RawMessage) (*request, error) {

@@ -41,6 +41,7 @@ type args struct {
 	version    string
 	identities string
 	batch      bool
+	kafkaParse bool
 }
 
 func parseArgs(argv []string) (args, error) {
@@ -74,8 +75,10 @@ func parseArgs(argv []string) (args, error) {
 			a.identities, err = value()
 		case "--batch":
 			a.batch = true
+		case "--kafka-parse":
+			a.kafkaParse = true
 		case "-h", "--help":
-			fmt.Println("usage: oracle --policies PATH... [--stack FILE] --queries FILE [--cilium-version X.Y] --identities FILE\n       oracle --identities FILE --batch < cases.jsonl")
+			fmt.Println("usage: oracle --policies PATH... [--stack FILE] --queries FILE [--cilium-version X.Y] --identities FILE\n       oracle --identities FILE --batch < cases.jsonl\n       oracle --kafka-parse < frames.hex")
 			os.Exit(0)
 		default:
 			return a, badInput("unknown argument %q", flag)
@@ -83,6 +86,9 @@ func parseArgs(argv []string) (args, error) {
 		if err != nil {
 			return a, err
 		}
+	}
+	if a.kafkaParse {
+		return a, nil
 	}
 	if a.identities == "" {
 		return a, badInput("--identities FILE is required (write it with `harness eval --dump-identities FILE`)")
@@ -136,6 +142,9 @@ type batchAnswer struct {
 }
 
 func run(a args, stdout io.Writer) error {
+	if a.kafkaParse {
+		return runKafkaParse(os.Stdin, stdout)
+	}
 	ids, err := loadIdentities(a.identities)
 	if err != nil {
 		return err
@@ -206,6 +215,38 @@ func runBatch(ids *identities, in io.Reader, stdout io.Writer) error {
 		}
 		// Answer each case as soon as it is decided: the caller may stream.
 		if err := w.Flush(); err != nil {
+			return err
+		}
+	}
+	return sc.Err()
+}
+
+// parsed is the answer of --kafka-parse for one frame: what proxylib's parser read, or why it refused.
+type parsed struct {
+	OK      bool         `json:"ok"`
+	Request *wireRequest `json:"request,omitempty"`
+	Error   string       `json:"error,omitempty"`
+}
+
+// runKafkaParse reads one Kafka request frame per line (hex, with its 4-byte size) and answers one JSON
+// line per frame: whether proxylib's parser reads it (a frame it refuses makes the proxy close the
+// connection) and what it read.
+func runKafkaParse(in io.Reader, stdout io.Writer) error {
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	enc := json.NewEncoder(stdout)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" {
+			continue
+		}
+		var p parsed
+		if _, shown, err := parseWire([]string{line}); err != nil {
+			p.Error = err.Error()
+		} else {
+			p.OK, p.Request = true, &shown[0]
+		}
+		if err := enc.Encode(p); err != nil {
 			return err
 		}
 	}

@@ -250,6 +250,19 @@ pub struct OracleVerdict {
     pub l7_rules: Vec<serde_json::Value>,
     #[serde(default)]
     pub denied_kafka_api_key: Option<i16>,
+    /// Only when the query carried the frames a client sent (`request.kafka.wire`): each frame as
+    /// Cilium's Kafka parser (proxylib's `kafkalib.ReadRequest`) read it.
+    #[serde(default)]
+    pub kafka_wire: Vec<WireRequest>,
+}
+
+/// One Kafka request frame as Cilium's Kafka parser read it.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+pub struct WireRequest {
+    pub api_key: i16,
+    pub api_version: i16,
+    pub client_id: String,
+    pub topics: Vec<String>,
 }
 
 /// One answer of the oracle.
@@ -397,6 +410,62 @@ impl Oracle {
     }
 }
 
+/// What Cilium's Kafka parser made of one request frame (`oracle --kafka-parse`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct KafkaParse {
+    /// Whether proxylib's parser reads it; a frame it refuses makes the proxy close the connection.
+    pub ok: bool,
+    #[serde(default)]
+    pub request: Option<WireRequest>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+impl Oracle {
+    /// Reads Kafka request frames (each with its 4-byte size) with Cilium's Kafka parser, one answer per
+    /// frame.
+    ///
+    /// # Errors
+    /// The oracle failed or answered something else than one line per frame.
+    pub fn kafka_parse(&self, frames: &[Vec<u8>]) -> Result<Vec<KafkaParse>, OracleError> {
+        let mut child = Command::new(&self.bin)
+            .arg("--kafka-parse")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| OracleError::Run(format!("{}: {e}", self.bin.display())))?;
+        let input = wire_hex(frames).join("\n") + "\n";
+        let mut stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| OracleError::Run("no stdin".into()))?;
+        let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+        let out = child
+            .wait_with_output()
+            .map_err(|e| OracleError::Run(e.to_string()))?;
+        let _ = writer.join();
+        if !out.status.success() {
+            return Err(OracleError::Run(
+                String::from_utf8_lossy(&out.stderr).into(),
+            ));
+        }
+        let answers: Vec<KafkaParse> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()
+            .map_err(|e| OracleError::Run(format!("its --kafka-parse output: {e}")))?;
+        if answers.len() != frames.len() {
+            return Err(OracleError::Run(format!(
+                "{} answers for {} frames",
+                answers.len(),
+                frames.len()
+            )));
+        }
+        Ok(answers)
+    }
+}
+
 /// The fields both sides decide on which the model and Cilium's engine disagree (empty: they agree).
 ///
 /// Compared: the decision; for a deny its layer and direction; for an L3/L4 deny the drop reason (no
@@ -458,6 +527,8 @@ pub struct Differential {
     pub policies: Vec<String>,
     /// Per scenario id, the fields on which the two disagree (absent: they agree).
     pub scenarios: std::collections::BTreeMap<String, Vec<String>>,
+    /// Per scenario asked with Kafka wire frames, the requests as Cilium's Kafka parser read them.
+    pub wire: std::collections::BTreeMap<String, Vec<WireRequest>>,
 }
 
 impl Differential {
@@ -479,6 +550,38 @@ pub fn differential(
     posture_dir: &Path,
     version: crate::model::CiliumVersion,
 ) -> Result<Differential, OracleError> {
+    differential_on_wire(
+        oracle,
+        stack,
+        scenarios,
+        posture_dir,
+        version,
+        &std::collections::BTreeMap::new(),
+    )
+}
+
+/// Encodes request frames for the oracle's `request.kafka.wire`: hex, one string per frame.
+pub fn wire_hex(frames: &[Vec<u8>]) -> Vec<String> {
+    frames
+        .iter()
+        .map(|f| f.iter().map(|b| format!("{b:02x}")).collect())
+        .collect()
+}
+
+/// Like [`differential`], but the Kafka scenarios named in `wire` are decided by the oracle on the
+/// request frames a client really sent (scenario id → frames, each with its 4-byte size): Cilium's Kafka
+/// parser reads every frame, and its rule matching decides on what it read.
+///
+/// # Errors
+/// The inputs cannot be read, or the oracle failed (a frame Cilium's parser refuses is bad input).
+pub fn differential_on_wire(
+    oracle: &Oracle,
+    stack: &crate::stack::Stack,
+    scenarios: &[crate::scenario::Scenario],
+    posture_dir: &Path,
+    version: crate::model::CiliumVersion,
+    wire: &std::collections::BTreeMap<String, Vec<Vec<u8>>>,
+) -> Result<Differential, OracleError> {
     use crate::eval::{self, Query};
     let io = |e: &dyn std::fmt::Display| OracleError::Io(e.to_string());
     let queries: Vec<Query> = scenarios
@@ -496,8 +599,41 @@ pub fn differential(
         .collect();
     let scratch = tempfile::tempdir().map_err(|e| io(&e))?;
     let qpath = scratch.path().join("queries.json");
-    let qdoc = serde_json::json!({ "queries": queries });
-    std::fs::write(&qpath, qdoc.to_string()).map_err(|e| io(&e))?;
+    std::fs::write(
+        &qpath,
+        serde_json::json!({ "queries": queries }).to_string(),
+    )
+    .map_err(|e| io(&e))?;
+    // The oracle's query file: the same queries, with the Kafka frames a client sent where given.
+    let mut oracle_queries = serde_json::to_value(&queries).map_err(|e| io(&e))?;
+    if let Some(list) = oracle_queries.as_array_mut() {
+        for q in list {
+            let id = q
+                .get("id")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string();
+            let Some(frames) = wire.get(&id) else {
+                continue;
+            };
+            let kafka = q
+                .get_mut("request")
+                .and_then(|r| r.get_mut("kafka"))
+                .and_then(|k| k.as_object_mut())
+                .ok_or_else(|| {
+                    OracleError::Io(format!(
+                        "scenario {id}: wire frames given, but no Kafka request"
+                    ))
+                })?;
+            kafka.insert("wire".into(), serde_json::json!(wire_hex(frames)));
+        }
+    }
+    let oracle_qpath = scratch.path().join("oracle-queries.json");
+    std::fs::write(
+        &oracle_qpath,
+        serde_json::json!({ "queries": oracle_queries }).to_string(),
+    )
+    .map_err(|e| io(&e))?;
     let policies =
         crate::policy::load_policies(&[posture_dir.to_path_buf()]).map_err(|e| io(&e))?;
     let model = eval::run(&policies, stack, &qpath, version).map_err(|e| io(&e))?;
@@ -505,7 +641,7 @@ pub fn differential(
     let idpath = scratch.path().join("identities.json");
     let dump = serde_json::to_string(&dump_identities(&ids)).map_err(|e| io(&e))?;
     std::fs::write(&idpath, dump).map_err(|e| io(&e))?;
-    let answer = oracle.eval(&[posture_dir.to_path_buf()], &qpath, &idpath)?;
+    let answer = oracle.eval(&[posture_dir.to_path_buf()], &oracle_qpath, &idpath)?;
 
     let mut out = Differential {
         asked: model.results.iter().map(|r| r.query.id.clone()).collect(),
@@ -529,6 +665,11 @@ pub fn differential(
     }
     for r in &model.results {
         let theirs = answer.results.iter().find(|o| o.id == r.query.id);
+        if let Some(v) = theirs.and_then(|o| o.verdict.as_ref())
+            && !v.kafka_wire.is_empty()
+        {
+            out.wire.insert(r.query.id.clone(), v.kafka_wire.clone());
+        }
         let found = match theirs.map(|o| (&o.verdict, &o.error)) {
             Some((Some(v), _)) => compare(&r.verdict, v),
             Some((None, e)) => vec![format!(

@@ -94,6 +94,22 @@ pub struct HttpSpec {
     pub headers: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+    /// The `Host` header the client sends: the request's authority, which `host:` rules match. Filled in
+    /// when a scenario is loaded: without it the probe sends `NAME.NAMESPACE:PORT` of the destination
+    /// (`NAME:PORT` for an outside host), see [`default_authority`]. A `Host` entry in `headers` is
+    /// refused: this is the one place to set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+/// The authority the probe sends when a scenario names none: `NAME.NAMESPACE:PORT` for a workload
+/// `NAMESPACE/NAME`, `NAME:PORT` for an outside host. The model evaluates `host:` rules on it, so the live
+/// request and the prediction carry the same value.
+pub fn default_authority(to: &str, port: u16) -> String {
+    match to.split_once('/') {
+        Some((ns, name)) => format!("{name}.{ns}:{port}"),
+        None => format!("{to}:{port}"),
+    }
 }
 
 fn get() -> String {
@@ -146,7 +162,7 @@ impl Request {
             Request::Http(h) => Some(L7Request::Http(HttpRequest {
                 method: h.method.clone(),
                 path: h.path.clone(),
-                host: None,
+                host: h.host.clone(),
                 headers: h
                     .headers
                     .iter()
@@ -231,6 +247,7 @@ pub fn load_scenarios(path: &Path, stack: &Stack) -> Result<Vec<Scenario>, Input
             s.phase = sf.phase.clone();
             s.origin = format!("{}:{}", file.display(), line.unwrap_or(1));
             validate(&file, line, &s, stack)?;
+            fill_authority(&mut s);
             if let Some(prev) = all.iter().find(|p| p.id == s.id) {
                 return Err(InputError::at(
                     &file,
@@ -317,7 +334,26 @@ fn validate(file: &Path, line: Option<u64>, s: &Scenario, stack: &Stack) -> Resu
             req.protocol()
         ));
     }
+    if let Some(Request::Http(h) | Request::Https(h)) = &s.request
+        && let Some(name) = h.headers.keys().find(|k| k.eq_ignore_ascii_case("host"))
+    {
+        return err(format!(
+            "request: headers: `{name}` sets the authority; write it as `host:` beside `method` and `path`"
+        ));
+    }
     Ok(())
+}
+
+/// Gives an HTTP(S) request without `host` the authority the probe sends ([`default_authority`]).
+fn fill_authority(s: &mut Scenario) {
+    let (Some(to), Some(port)) = (s.to.as_deref(), s.port) else {
+        return;
+    };
+    if let Some(Request::Http(h) | Request::Https(h)) = &mut s.request
+        && h.host.is_none()
+    {
+        h.host = Some(default_authority(to, port));
+    }
 }
 
 /// The default scenario directory, relative to the repository root.

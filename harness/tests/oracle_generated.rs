@@ -323,6 +323,11 @@ fn gen_l7(rng: &mut Rng, egress: bool, proto: Option<&str>) -> Option<Value> {
                 if rng.chance(30) {
                     r.insert("clientID".into(), json!(*rng.pick(CLIENT_IDS)));
                 }
+                if rng.chance(10) {
+                    // The versions the agent sends (Metadata v1, Produce v3, ListOffsets v1, Fetch v4)
+                    // and one it does not.
+                    r.insert("apiVersion".into(), json!(*rng.pick(&["1", "3", "4", "2"])));
+                }
                 Value::Object(r)
             })
             .collect();
@@ -460,6 +465,13 @@ struct GenFlow {
     request: Option<Request>,
 }
 
+/// Authorities of generated HTTP requests: the one `host:` rules name, a near miss, and a default one.
+const AUTHORITIES: &[&str] = &[
+    "api.example.com",
+    "api.example.com.evil",
+    "backend-api.backend:8080",
+];
+
 fn gen_flow(rng: &mut Rng, u: &Universe) -> GenFlow {
     let n = u.ids.len();
     let from = rng.below(n);
@@ -496,6 +508,8 @@ fn gen_flow(rng: &mut Rng, u: &Universe) -> GenFlow {
                     path: rng.pick(PATHS).to_string(),
                     headers,
                     body: None,
+                    // Sometimes none: a `host:` rule never matches a request without an authority.
+                    host: rng.chance(80).then(|| rng.pick(AUTHORITIES).to_string()),
                 }))
             }
             4..=6 => Some(Request::Kafka(KafkaSpec {

@@ -55,6 +55,7 @@ fn get() -> Option<Request> {
         path: "/x".into(),
         headers: Default::default(),
         body: None,
+        host: None,
     }))
 }
 

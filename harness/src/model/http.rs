@@ -11,7 +11,8 @@ pub struct HttpRequest {
     pub method: String,
     /// The request target as sent (`:path`, including any query string).
     pub path: String,
-    /// The `:authority` (Host header), when the client sends one.
+    /// The `:authority` (Host header), when the client sends one. A `Host` entry of `headers` counts when
+    /// this is absent (an HTTP/1.1 proxy takes the authority from the Host header).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     /// Headers as (name, value) pairs.
@@ -25,6 +26,15 @@ impl HttpRequest {
             .iter()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The authority the proxy sees: `host`, else the first `Host` header; `None` when the client sends
+    /// neither or an empty one.
+    pub fn authority(&self) -> Option<&str> {
+        self.host
+            .as_deref()
+            .or_else(|| self.header_values("host").next())
+            .filter(|a| !a.is_empty())
     }
 }
 
@@ -73,8 +83,10 @@ pub fn rule_matches(rule: &HttpRule, req: &HttpRequest) -> bool {
     {
         return false;
     }
+    // A request without an authority has no `:authority` header to match: a `host:` rule never matches
+    // it, not even `.*`.
     if let Some(h) = &rule.host
-        && !h.full_match(req.host.as_deref().unwrap_or(""))
+        && !req.authority().is_some_and(|a| h.full_match(a))
     {
         return false;
     }
@@ -140,6 +152,39 @@ mod tests {
             },
             ..HttpRule::default()
         }
+    }
+
+    // §5: `host` is an RE2 full match on the authority, which an HTTP/1.1 client sends as its Host header.
+    #[test]
+    fn host_rule_matches_the_authority_from_host_or_the_host_header() {
+        let r = HttpRule {
+            host: Some(PolicyRegex::new("api\\.example\\.com").unwrap()),
+            ..HttpRule::default()
+        };
+        let mut q = req("GET", "/", &[]);
+        q.host = Some("api.example.com".into());
+        assert!(rule_matches(&r, &q));
+        q.host = Some("api.example.com.evil".into());
+        assert!(!rule_matches(&r, &q));
+        assert!(rule_matches(
+            &r,
+            &req("GET", "/", &[("HOST", "api.example.com")])
+        ));
+    }
+
+    // Envoy: a header matcher on an absent header fails, so without an authority even `host: .*` refuses.
+    #[test]
+    fn host_rule_never_matches_a_request_without_an_authority() {
+        let r = HttpRule {
+            host: Some(PolicyRegex::new(".*").unwrap()),
+            ..HttpRule::default()
+        };
+        assert!(!rule_matches(&r, &req("GET", "/", &[])));
+        let mut q = req("GET", "/", &[]);
+        q.host = Some(String::new());
+        assert!(!rule_matches(&r, &q), "an empty authority is none");
+        q.host = Some("anything:8080".into());
+        assert!(rule_matches(&r, &q));
     }
 
     // §5: path and method are RE2 full matches.

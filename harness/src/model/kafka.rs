@@ -103,17 +103,24 @@ pub enum KafkaAction {
     Consume,
 }
 
-/// The requests the agent's `exact` Kafka mode sends for an action, in order: it names the topic in
-/// Metadata first, then produces (Produce) or reads (ListOffsets, then Fetch). It sends no ApiVersions.
+/// The requests the agent's `exact` Kafka mode sends for an action, in order, at the versions it sends by
+/// default (`probe_wire::ExactVersions::default()`, which the runner uses): it names the topic in Metadata
+/// first, then produces (Produce) or reads (ListOffsets, then Fetch). It sends no ApiVersions.
+/// `tests/kafka_wire.rs` checks these against what Cilium's parser reads from the agent's own bytes.
 pub fn requests_for(action: KafkaAction, topic: &str, client_id: &str) -> Vec<KafkaRequest> {
-    let keys: &[i16] = match action {
-        KafkaAction::Produce => &[METADATA, PRODUCE],
-        KafkaAction::Consume => &[METADATA, LIST_OFFSETS, FETCH],
+    let v = probe_wire::ExactVersions::default();
+    let keys: &[(i16, Option<i16>)] = match action {
+        KafkaAction::Produce => &[(METADATA, v.metadata), (PRODUCE, Some(v.produce))],
+        KafkaAction::Consume => &[
+            (METADATA, v.metadata),
+            (LIST_OFFSETS, Some(v.list_offsets)),
+            (FETCH, Some(v.fetch)),
+        ],
     };
     keys.iter()
-        .map(|k| KafkaRequest {
+        .map(|(k, version)| KafkaRequest {
             api_key: *k,
-            api_version: None,
+            api_version: *version,
             client_id: client_id.to_string(),
             topics: vec![topic.to_string()],
         })

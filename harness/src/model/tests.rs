@@ -487,6 +487,42 @@ fn kafka_rules_decide_topic_and_client_id() {
     assert_eq!(consume.decision, Decision::Allow);
 }
 
+// §7: `apiVersion` pins the request version; the agent produces with Produce v3 after Metadata v1.
+#[test]
+fn kafka_api_version_rules_match_the_versions_the_agent_sends() {
+    let rules = |v: &str| {
+        format!(
+            "  ingress:\n  - fromEndpoints: [{{matchLabels: {{k8s:io.kubernetes.pod.namespace: backend}}}}]\n    toPorts:\n    - ports: [{{port: \"9092\", protocol: TCP}}]\n      rules:\n        kafka:\n        - {{apiKey: produce, apiVersion: \"{v}\", topic: orders}}\n        - {{apiKey: metadata, topic: orders}}\n"
+        )
+    };
+    let produce = || {
+        Some(L7Request::Kafka(requests_for(
+            KafkaAction::Produce,
+            "orders",
+            "payment-service",
+        )))
+    };
+    let m = model(&cnp(
+        "kafka",
+        "k",
+        "{matchLabels: {app: kafka}}",
+        &rules("3"),
+    ));
+    let v = m.decide(&flow(&m, "backend/api", "kafka/kafka", 9092, produce()));
+    assert_eq!(v.decision, Decision::Allow, "{v:?}");
+    let m = model(&cnp(
+        "kafka",
+        "k",
+        "{matchLabels: {app: kafka}}",
+        &rules("2"),
+    ));
+    let v = m.decide(&flow(&m, "backend/api", "kafka/kafka", 9092, produce()));
+    assert_eq!(
+        (v.decision, v.denied_kafka_key.as_deref()),
+        (Decision::Deny, Some("produce"))
+    );
+}
+
 // §2 (v1.18+): L7 rules in a default-allow direction only add visibility.
 #[test]
 fn default_allow_l7_rules_do_not_block_from_1_18() {

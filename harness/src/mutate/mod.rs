@@ -641,6 +641,7 @@ impl Context<'_> {
                         })
                         .collect(),
                     body: None,
+                    host: None,
                 })
             })
             .collect();
@@ -650,6 +651,7 @@ impl Context<'_> {
                 path: "/".into(),
                 headers: BTreeMap::new(),
                 body: None,
+                host: None,
             }));
         }
         let mut kafka = Vec::new();
@@ -675,6 +677,7 @@ impl Context<'_> {
             path: "/".into(),
             headers: BTreeMap::new(),
             body: None,
+            host: None,
         })];
         let order: Vec<Vec<Request>> = match self.natural(to, port, proto) {
             "http" => vec![http, tcp, kafka],

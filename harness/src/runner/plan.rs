@@ -42,7 +42,8 @@ fn http_request(h: &crate::scenario::HttpSpec) -> HttpRequest {
             })
             .collect(),
         body: h.body.clone(),
-        host_header: None,
+        // Filled in on load (scenario::default_authority): the model evaluates `host:` rules on it.
+        host_header: h.host.clone(),
     }
 }
 
