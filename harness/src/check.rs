@@ -99,6 +99,12 @@ pub fn flow_of(model: &Model, s: &Scenario) -> Option<Flow> {
 
 /// Judge a model verdict against a scenario's intent. Returns whether it is met and, when not, why.
 pub fn judge(s: &Scenario, v: &Verdict) -> (bool, String) {
+    if let Some(e) = &v.endpoint_policy_error {
+        return (
+            false,
+            format!("{e}: the agent keeps the endpoint's previous policy, so no intent can be met"),
+        );
+    }
     match (s.intent, v.decision) {
         (Decision::Allow, Decision::Allow) => (true, String::new()),
         (Decision::Allow, Decision::Deny) => {
@@ -197,6 +203,7 @@ fn config_verdict(
         explanation,
         notes: Vec::new(),
         denied_kafka_key: None,
+        endpoint_policy_error: None,
     })
 }
 
@@ -253,6 +260,7 @@ pub fn check_loaded(inputs: &Inputs, loaded: &Loaded) -> Results {
                         explanation: why.clone(),
                         notes: Vec::new(),
                         denied_kafka_key: None,
+                        endpoint_policy_error: None,
                     },
                     Status::NotApplicable,
                     why,

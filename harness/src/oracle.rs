@@ -473,6 +473,12 @@ impl Oracle {
 /// request it refuses; for an allow whether the flow passes the proxy.
 pub fn compare(model: &Verdict, oracle: &OracleVerdict) -> Vec<String> {
     let mut d = Vec::new();
+    if let Some(e) = &model.endpoint_policy_error {
+        d.push(format!(
+            "endpoint policy: model says {e}, Cilium computed it"
+        ));
+        return d;
+    }
     let mut field = |name: &str, m: String, o: String| {
         if m != o {
             d.push(format!("{name}: model {m}, Cilium {o}"));
@@ -516,6 +522,21 @@ pub fn compare(model: &Verdict, oracle: &OracleVerdict) -> Vec<String> {
         Decision::Allow => field("proxied", show(&model.proxied), show(&oracle.proxied)),
     }
     d
+}
+
+/// What Cilium's engine says when it cannot compute the policy of an endpoint of the flow.
+pub const NO_ENDPOINT_POLICY: &str = "Cilium cannot compute the endpoint's policy";
+
+/// Compares the model's verdict with an oracle that gave no verdict (`error`): they agree when both say
+/// Cilium cannot compute the policy of an endpoint of the flow.
+pub fn compare_unanswered(model: &Verdict, error: &str) -> Vec<String> {
+    match &model.endpoint_policy_error {
+        Some(_) if error.contains(NO_ENDPOINT_POLICY) => Vec::new(),
+        Some(e) => vec![format!(
+            "endpoint policy: model says {e}; Cilium's engine could not answer: {error}"
+        )],
+        None => vec![format!("Cilium's engine could not answer: {error}")],
+    }
 }
 
 /// How the model and Cilium's engine compare on one posture's scenarios (see [`differential`]).
@@ -672,10 +693,7 @@ pub fn differential_on_wire(
         }
         let found = match theirs.map(|o| (&o.verdict, &o.error)) {
             Some((Some(v), _)) => compare(&r.verdict, v),
-            Some((None, e)) => vec![format!(
-                "Cilium's engine could not answer: {}",
-                e.clone().unwrap_or_default()
-            )],
+            Some((None, e)) => compare_unanswered(&r.verdict, e.as_deref().unwrap_or_default()),
             None => vec!["not answered by the oracle".to_string()],
         };
         if !found.is_empty() {

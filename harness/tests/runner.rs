@@ -713,6 +713,55 @@ async fn a_pod_that_never_became_ready_is_inconclusive_and_named() {
 }
 
 #[tokio::test]
+async fn a_flow_of_an_endpoint_whose_policy_cilium_cannot_compute_is_inconclusive_without_a_probe()
+{
+    let l = loaded("hardened");
+    // HTTP rules for the selector (written in another order) the hardened kafka-ingress gives Kafka rules
+    // on 9092.
+    let conflicting = harness::policy::parse_policies(
+        Path::new("conflict.yaml"),
+        r#"
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: http-too, namespace: kafka}
+spec:
+  endpointSelector: {matchLabels: {app: kafka}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {role: backend-api, k8s:io.kubernetes.pod.namespace: backend}}]
+    toPorts:
+    - ports: [{port: "9092", protocol: TCP}]
+      rules:
+        http: [{method: GET}]
+"#,
+    )
+    .expect("parses");
+    let mut policies = l.policies.clone();
+    policies.extend(conflicting);
+    let model = Model::build(&policies, l.model.identities.clone(), l.model.version);
+    let bed = FakeBed::new(&l, true);
+    let ids = ["kafka-api-produce-orders", "api-get-orders"];
+    let rs = run(&bed, &model, &only(&l, &ids)).await;
+    let kafka = rs.iter().find(|r| r.id == ids[0]).expect("kafka result");
+    assert_eq!(kafka.status, Status::Inconclusive, "{}", kafka.reason);
+    assert!(
+        kafka
+            .reason
+            .contains("cannot compute the policy of kafka/kafka"),
+        "{}",
+        kafka.reason
+    );
+    assert!(kafka.client.is_none(), "no probe ran: {:?}", kafka.client);
+    // `check` counts it as a gap.
+    let scenario = &only(&l, &ids[..1])[0];
+    let (met, why) = check::judge(scenario, &kafka.model);
+    assert!(!met && why.contains("previous policy"), "{why}");
+    // A flow between other endpoints is run as usual.
+    let other = rs.iter().find(|r| r.id == ids[1]).expect("other result");
+    assert_eq!(other.model.endpoint_policy_error, None);
+    assert!(other.client.is_some(), "{}", other.reason);
+}
+
+#[tokio::test]
 async fn scenarios_needing_a_missing_outside_host_are_not_applicable() {
     let l = loaded("hardened");
     let bed = FakeBed::new(&l, true);

@@ -199,6 +199,11 @@ pub struct Verdict {
     /// For an L7 deny of a Kafka session: the API key name of the request the proxy refuses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub denied_kafka_key: Option<String>,
+    /// Set when Cilium cannot compute the policy of an endpoint of the flow (§2, conflicting L7 parsers):
+    /// the agent refuses to regenerate that endpoint and keeps its previous policy, so the decision above
+    /// (what the rules would say) is not what the datapath does, and no verdict can be predicted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_policy_error: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -311,6 +316,8 @@ pub struct Model {
     /// The named ports an egress rule can resolve: every pod's, by (name, protocol), when the name means
     /// one port cluster-wide (see [`Model::named_ports`]).
     egress_named_ports: Vec<NamedPort>,
+    /// Per identity: why Cilium cannot compute its policy, if it cannot ([`l7_parser_conflict`]).
+    endpoint_errors: Vec<Option<String>>,
 }
 
 fn bit(bits: &[u64], i: usize) -> bool {
@@ -401,6 +408,9 @@ impl Model {
                 }
             }
         }
+        let endpoint_errors = (0..identities.len())
+            .map(|i| l7_parser_conflict(&rules, &selected_by[i], policies))
+            .collect();
         Model {
             version,
             identities,
@@ -409,7 +419,13 @@ impl Model {
             selected_by,
             host_policies,
             egress_named_ports,
+            endpoint_errors,
         }
+    }
+
+    /// Why Cilium cannot compute the policy of `endpoint`, if it cannot (conflicting L7 parsers).
+    pub fn endpoint_policy_error(&self, endpoint: IdentityId) -> Option<&str> {
+        self.endpoint_errors.get(endpoint)?.as_deref()
     }
 
     /// Find an identity by name.
@@ -833,6 +849,23 @@ impl Model {
         if !self.version.is_modelled() {
             notes.push(format!("Cilium {} is outside the versions the model knows ({}-{}); the nearest version's semantics were used", self.version, version::OLDEST, version::NEWEST));
         }
+        let endpoint_policy_error = [flow.from, flow.to]
+            .into_iter()
+            .filter(|&ep| self.identities[ep].kind == IdentityKind::Pod)
+            .find_map(|ep| {
+                self.endpoint_policy_error(ep).map(|why| {
+                    format!(
+                        "Cilium cannot compute the policy of {}: {why}",
+                        self.identities[ep].name
+                    )
+                })
+            });
+        if let Some(e) = &endpoint_policy_error {
+            notes.insert(
+                0,
+                format!("{e}; the agent refuses to regenerate the endpoint and keeps its previous policy, so this flow cannot be predicted (docs/semantics.md#conflicting-l7-parsers)"),
+            );
+        }
         Verdict {
             decision: fast.decision,
             layer: fast.layer,
@@ -844,6 +877,7 @@ impl Model {
             explanation,
             notes,
             denied_kafka_key: fast.denied_kafka_key,
+            endpoint_policy_error,
         }
     }
 
@@ -1894,6 +1928,99 @@ fn element(
         peer_bits: bits,
         unmodelled,
     }
+}
+
+/// §2: the L7 rules of one peer selector on one port must be of one kind. Cilium keeps one policy per
+/// (port, protocol, selector) and refuses to merge HTTP, Kafka and DNS rules into it ("cannot merge
+/// conflicting L7 parsers"); it then cannot compute the endpoint's policy at all. Selectors are the same
+/// when they are written the same after namespace defaulting; different selectors that select the same
+/// peers do not conflict (checked against Cilium's engine by the oracle).
+fn l7_parser_conflict(
+    rules: &[CompiledRule],
+    selected_by: &[usize],
+    policies: &[Policy],
+) -> Option<String> {
+    use std::collections::BTreeMap;
+    let mut seen: BTreeMap<(usize, String, String), (&'static str, usize)> = BTreeMap::new();
+    for dir in [Direction::Ingress, Direction::Egress] {
+        for &r in selected_by {
+            let rule = &rules[r];
+            for e in &rule.allow[dir.idx()] {
+                let peers: Vec<String> = match &e.peers {
+                    None => vec!["*".to_string()],
+                    Some(ps) => ps.iter().filter_map(peer_key).collect(),
+                };
+                for g in e.groups.iter().flatten() {
+                    let kind = match &g.l7 {
+                        L7::None => continue,
+                        L7::Http(_) => "http",
+                        L7::Kafka(_) => "kafka",
+                        L7::Dns(_) => "dns",
+                        // proxylib parsers are named by `l7proto`: not evaluated by the model.
+                        L7::Other => continue,
+                    };
+                    for pm in &g.ports {
+                        let protos: &[Protocol] = if pm.protocol == Protocol::Any {
+                            &[Protocol::Tcp, Protocol::Udp, Protocol::Sctp]
+                        } else {
+                            std::slice::from_ref(&pm.protocol)
+                        };
+                        for proto in protos {
+                            let port = match pm.end_port {
+                                Some(end) => format!("{}-{end}/{proto}", pm.port),
+                                None => format!("{}/{proto}", pm.port),
+                            };
+                            for peer in &peers {
+                                let key = (dir.idx(), port.clone(), peer.clone());
+                                match seen.get(&key) {
+                                    Some((k, other)) if *k != kind => {
+                                        let name =
+                                            |i: usize| policies[rules[i].policy].qualified_name();
+                                        return Some(format!(
+                                            "cannot merge conflicting L7 parsers ({k}/{kind}) at {} port {port} for the peer {peer} ({} and {})",
+                                            dir.section(),
+                                            name(*other),
+                                            name(r)
+                                        ));
+                                    }
+                                    Some(_) => {}
+                                    None => {
+                                        seen.insert(key, (kind, r));
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
+/// A peer as Cilium keys its per-selector policies: selectors written the same (after namespace
+/// defaulting, in any order) are one; every entity `all` and a missing peer field are the wildcard.
+fn peer_key(p: &Peer) -> Option<String> {
+    Some(match p {
+        Peer::Endpoints { compiled, .. } => {
+            let mut reqs: Vec<String> = compiled.reqs.iter().map(|r| format!("{r:?}")).collect();
+            reqs.sort();
+            reqs.dedup();
+            if reqs.is_empty() {
+                "*".to_string()
+            } else {
+                format!("{{{}}}", reqs.join(", "))
+            }
+        }
+        Peer::Cidr { cidr, except } => {
+            let mut ex: Vec<String> = except.iter().map(ToString::to_string).collect();
+            ex.sort();
+            format!("cidr {cidr} except [{}]", ex.join(", "))
+        }
+        Peer::Entity(Entity::All) => "*".to_string(),
+        Peer::Entity(e) => format!("entity {e:?}"),
+        Peer::Unmodelled(_) => return None,
+    })
 }
 
 fn peer_matches(p: &Peer, id: &Identity) -> bool {

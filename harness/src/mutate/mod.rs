@@ -243,6 +243,7 @@ fn verdict_of(d: &FastDecision) -> Verdict {
         explanation: String::new(),
         notes: Vec::new(),
         denied_kafka_key: d.denied_kafka_key.clone(),
+        endpoint_policy_error: None,
     }
 }
 

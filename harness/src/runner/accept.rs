@@ -169,6 +169,7 @@ mod tests {
             explanation: "x".into(),
             notes: vec![],
             denied_kafka_key: None,
+            endpoint_policy_error: None,
         };
         let scenario: crate::scenario::Scenario = serde_json::from_value(serde_json::json!({
             "id": id,

@@ -170,6 +170,7 @@ mod tests {
             explanation: "x".into(),
             notes: vec![],
             denied_kafka_key: None,
+            endpoint_policy_error: None,
         }
     }
 

@@ -160,6 +160,7 @@ fn empty_verdict(explanation: String) -> Verdict {
         explanation,
         notes: Vec::new(),
         denied_kafka_key: None,
+        endpoint_policy_error: None,
     }
 }
 
@@ -242,6 +243,15 @@ async fn run_flow(
         r.reason = "the scenario names no flow".into();
         return r;
     };
+    if let Some(e) = &model.endpoint_policy_error {
+        // The agent keeps the endpoint's previous policy: whatever the traffic shows, it proves nothing
+        // about these policies.
+        r.status = Status::Inconclusive;
+        r.reason = format!(
+            "{e}; the agent keeps the endpoint's previous policy, so no verdict is expected"
+        );
+        return r;
+    }
     if let Some(why) = bed.no_envoy()
         && needs_envoy(request, &model)
     {
