@@ -223,7 +223,7 @@ func decideL7(sps []*policy.PerSelectorPolicy, req *request) l7Result {
 			}
 		}
 		return l7Result{denied: true, outcome: "proxy_denied", rules: shown}
-	case req.Kafka != nil:
+	case req.Kafka != nil || req.KafkaRequests != nil:
 		var rules []kafkalib.Rule
 		var shown []json.RawMessage
 		for _, sp := range sps {
@@ -237,7 +237,13 @@ func decideL7(sps []*policy.PerSelectorPolicy, req *request) l7Result {
 		}
 		msgs := req.parsedWire
 		if msgs == nil {
-			raws, err := kafkaSession(req.Kafka.Action, req.Kafka.Topic, req.Kafka.ClientID)
+			var raws [][]byte
+			var err error
+			if req.KafkaRequests != nil {
+				raws, err = kafkaRequests(req.KafkaRequests)
+			} else {
+				raws, err = kafkaSession(req.Kafka.Action, req.Kafka.Topic, req.Kafka.ClientID)
+			}
 			if err != nil {
 				return l7Result{err: err}
 			}
@@ -533,4 +539,81 @@ func wireClientID(raw []byte) string {
 		return ""
 	}
 	return string(raw[14 : 14+n])
+}
+
+// kafkaRequests encodes requests given by API key, version, client id and topics: with the Kafka library
+// proxylib parses with for the keys proxylib decodes (produce, fetch, offsets, metadata, offset commit and
+// fetch, find coordinator), otherwise as a bare request header, which is all proxylib reads of them.
+func kafkaRequests(specs []kafkaRequestSpec) ([][]byte, error) {
+	var out [][]byte
+	for i, r := range specs {
+		var enc interface{ Bytes(int16) ([]byte, error) }
+		switch int16(r.APIKey) {
+		case int16(kproto.ProduceReqKind):
+			topics := make([]kproto.ProduceReqTopic, 0, len(r.Topics))
+			for _, t := range r.Topics {
+				topics = append(topics, kproto.ProduceReqTopic{Name: t, Partitions: []kproto.ProduceReqPartition{{ID: 0}}})
+			}
+			enc = &kproto.ProduceReq{Version: r.APIVersion, ClientID: r.ClientID, RequiredAcks: 1, Topics: topics}
+		case int16(kproto.FetchReqKind):
+			topics := make([]kproto.FetchReqTopic, 0, len(r.Topics))
+			for _, t := range r.Topics {
+				topics = append(topics, kproto.FetchReqTopic{Name: t, Partitions: []kproto.FetchReqPartition{{ID: 0, MaxBytes: 1 << 20}}})
+			}
+			enc = &kproto.FetchReq{Version: r.APIVersion, ClientID: r.ClientID, ReplicaID: -1, MinBytes: 1, MaxBytes: 1 << 20, Topics: topics}
+		case int16(kproto.OffsetReqKind):
+			topics := make([]kproto.OffsetReqTopic, 0, len(r.Topics))
+			for _, t := range r.Topics {
+				topics = append(topics, kproto.OffsetReqTopic{Name: t, Partitions: []kproto.OffsetReqPartition{{ID: 0, TimeMs: -2, MaxOffsets: 1}}})
+			}
+			enc = &kproto.OffsetReq{Version: r.APIVersion, ClientID: r.ClientID, ReplicaID: -1, Topics: topics}
+		case int16(kproto.MetadataReqKind):
+			// An empty list, not a null one (which asks for every topic from v1 on).
+			enc = &kproto.MetadataReq{Version: r.APIVersion, ClientID: r.ClientID, Topics: append([]string{}, r.Topics...)}
+		case int16(kproto.OffsetCommitReqKind):
+			topics := make([]kproto.OffsetCommitReqTopic, 0, len(r.Topics))
+			for _, t := range r.Topics {
+				topics = append(topics, kproto.OffsetCommitReqTopic{Name: t, Partitions: []kproto.OffsetCommitReqPartition{{ID: 0}}})
+			}
+			enc = &kproto.OffsetCommitReq{Version: r.APIVersion, ClientID: r.ClientID, ConsumerGroup: "g", Topics: topics}
+		case int16(kproto.OffsetFetchReqKind):
+			topics := make([]kproto.OffsetFetchReqTopic, 0, len(r.Topics))
+			for _, t := range r.Topics {
+				topics = append(topics, kproto.OffsetFetchReqTopic{Name: t, Partitions: []int32{0}})
+			}
+			enc = &kproto.OffsetFetchReq{Version: r.APIVersion, ClientID: r.ClientID, ConsumerGroup: "g", Topics: topics}
+		case int16(kproto.ConsumerMetadataReqKind):
+			enc = &kproto.ConsumerMetadataReq{Version: r.APIVersion, ClientID: r.ClientID, ConsumerGroup: "g"}
+		}
+		if enc == nil {
+			out = append(out, headerOnly(r))
+			continue
+		}
+		b, err := enc.Bytes(r.APIVersion)
+		if err != nil {
+			return nil, fmt.Errorf("encoding Kafka request %d (API key %d v%d): %w", i, int16(r.APIKey), r.APIVersion, err)
+		}
+		if int16(r.APIKey) == int16(kproto.ConsumerMetadataReqKind) && r.APIVersion >= 1 {
+			// The library's encoder leaves out the coordinator type (v1 and later) that a client sends
+			// and that its decoder, proxylib's, reads.
+			b = append(b, 0)
+			binary.BigEndian.PutUint32(b, uint32(len(b)-4))
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// headerOnly is a request of a key proxylib does not decode: size, API key, version, correlation id and
+// client id.
+func headerOnly(r kafkaRequestSpec) []byte {
+	body := make([]byte, 10+len(r.ClientID))
+	binary.BigEndian.PutUint16(body[0:2], uint16(r.APIKey))
+	binary.BigEndian.PutUint16(body[2:4], uint16(r.APIVersion))
+	binary.BigEndian.PutUint32(body[4:8], 1)
+	binary.BigEndian.PutUint16(body[8:10], uint16(len(r.ClientID)))
+	copy(body[10:], r.ClientID)
+	frame := make([]byte, 4, 4+len(body))
+	binary.BigEndian.PutUint32(frame, uint32(len(body)))
+	return append(frame, body...)
 }

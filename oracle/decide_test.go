@@ -36,3 +36,23 @@ func checkSession(t *testing.T, action string) {
 		}
 	}
 }
+
+// Every request the generated differential asks for by API key and version (keys the library encodes,
+// keys sent as a bare header; versions 0-2) is parsed back by proxylib.
+func TestKafkaRequestsByKeyAreParsedByProxylib(t *testing.T) {
+	for _, key := range []int16{0, 1, 2, 3, 4, 8, 9, 10, 18, 19} {
+		for v := int16(0); v <= 2; v++ {
+			raws, err := kafkaRequests([]kafkaRequestSpec{{APIKey: apiKey(key), APIVersion: v, ClientID: "c", Topics: []string{"a", "b"}}})
+			if err != nil {
+				t.Fatalf("key %d v%d: %v", key, v, err)
+			}
+			m, err := kafkalib.ReadRequest(bytes.NewReader(raws[0]))
+			if err != nil {
+				t.Fatalf("key %d v%d: proxylib cannot parse it: %v", key, v, err)
+			}
+			if m.GetAPIKey() != key || m.GetVersion() != v {
+				t.Errorf("key %d v%d: read as key %d v%d", key, v, m.GetAPIKey(), m.GetVersion())
+			}
+		}
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 
+	kafkaapi "github.com/cilium/proxy/pkg/policy/api/kafka"
 	"github.com/cilium/proxy/proxylib/kafka/kafkalib"
 	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
@@ -245,6 +246,39 @@ func loadQueries(path string) ([]Query, error) {
 	return f.Queries, nil
 }
 
+// kafkaRequestSpec is one request of `kafkaRequests`.
+type kafkaRequestSpec struct {
+	APIKey     apiKey   `json:"apiKey"`
+	APIVersion int16    `json:"apiVersion"`
+	ClientID   string   `json:"clientId"`
+	Topics     []string `json:"topics"`
+}
+
+// apiKey is a Kafka API key written as a number or as one of the names Cilium accepts in `apiKey`
+// (proxylib's APIKeyMap).
+type apiKey int16
+
+func (k *apiKey) UnmarshalJSON(b []byte) error {
+	var n int16
+	if err := json.Unmarshal(b, &n); err == nil {
+		if n < 0 {
+			return fmt.Errorf("apiKey %d is negative", n)
+		}
+		*k = apiKey(n)
+		return nil
+	}
+	var name string
+	if err := json.Unmarshal(b, &name); err != nil {
+		return fmt.Errorf("apiKey: a number or a name, not %s", b)
+	}
+	v, ok := kafkaapi.APIKeyMap[strings.ToLower(name)]
+	if !ok {
+		return fmt.Errorf("apiKey %q is not a Kafka API key name Cilium knows", name)
+	}
+	*k = apiKey(v)
+	return nil
+}
+
 // request is the decoded `request` of a query.
 type request struct {
 	HTTP *struct {
@@ -265,7 +299,9 @@ type request struct {
 		// instead of the oracle's own encoding of the session (README, "Kafka on the wire").
 		Wire []string `json:"wire"`
 	} `json:"kafka"`
-	DNS *struct {
+	// Kafka requests at the level the proxy sees them (`harness eval`'s `kafkaRequests`).
+	KafkaRequests []kafkaRequestSpec `json:"kafkaRequests"`
+	DNS           *struct {
 		Query string `json:"query"`
 	} `json:"dns"`
 	// The Kafka wire frames as proxylib parsed them (set by decide, not read from the input).

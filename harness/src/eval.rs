@@ -15,8 +15,9 @@
 //!   to: backend/api
 //!   port: 8080
 //!   protocol: TCP               # optional; default from the request (UDP for dns), else TCP
-//!   request:                    # optional; same forms as in scenarios
+//!   request:                    # optional; same forms as in scenarios, plus
 //!     http: {method: DELETE, path: /api/v1/orders/1}
+//!     # kafkaRequests: [{apiKey: produce, apiVersion: 2, clientId: a, topics: [orders]}]
 //! ```
 
 use std::collections::BTreeMap;

@@ -80,7 +80,47 @@ pub enum Request {
     Tcp {},
     Postgres(PostgresSpec),
     Kafka(KafkaSpec),
+    /// Kafka requests at the level the proxy sees them, for `harness eval` queries only: the agent's
+    /// probe sends whole sessions (`kafka`), so a scenario cannot use this form.
+    #[serde(rename = "kafkaRequests")]
+    KafkaRequests(Vec<KafkaRequestSpec>),
     Dns(DnsSpec),
+}
+
+/// One Kafka request as Cilium's Kafka proxy sees it.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct KafkaRequestSpec {
+    /// The API key: a name Cilium accepts in `apiKey` (`produce`, `fetch`, `offsets`, `metadata`, ...) or
+    /// its number.
+    #[serde(deserialize_with = "kafka_api_key")]
+    pub api_key: i16,
+    pub api_version: i16,
+    #[serde(default)]
+    pub client_id: String,
+    /// The topics the request names (for the keys that carry topics).
+    #[serde(default)]
+    pub topics: Vec<String>,
+}
+
+fn kafka_api_key<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i16, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Key {
+        Number(i64),
+        Name(String),
+    }
+    match Key::deserialize(d)? {
+        Key::Number(n) => i16::try_from(n)
+            .ok()
+            .filter(|k| *k >= 0)
+            .ok_or_else(|| serde::de::Error::custom(format!("apiKey {n} is not a Kafka API key (0-32767)"))),
+        Key::Name(name) => kafka::api_key_by_name(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "apiKey `{name}` is not a Kafka API key name Cilium knows (produce, fetch, offsets, metadata, offsetcommit, offsetfetch, findcoordinator, apiversions, createtopics, ...); a number is accepted too"
+            ))
+        }),
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
@@ -177,6 +217,16 @@ impl Request {
                 &k.topic,
                 &k.client_id,
             ))),
+            Request::KafkaRequests(rs) => Some(L7Request::Kafka(
+                rs.iter()
+                    .map(|r| kafka::KafkaRequest {
+                        api_key: r.api_key,
+                        api_version: Some(r.api_version),
+                        client_id: r.client_id.clone(),
+                        topics: r.topics.clone(),
+                    })
+                    .collect(),
+            )),
             Request::Dns(d) => Some(L7Request::Dns(d.query.clone())),
         }
     }
@@ -216,6 +266,19 @@ impl Request {
                 k.topic,
                 k.client_id
             ),
+            Request::KafkaRequests(rs) => rs
+                .iter()
+                .map(|r| {
+                    format!(
+                        "kafka {} v{} [{}] as {}",
+                        kafka::api_key_name(r.api_key),
+                        r.api_version,
+                        r.topics.join(", "),
+                        r.client_id
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
             Request::Dns(d) => format!("dns {}", d.query),
         }
     }
@@ -322,6 +385,9 @@ fn validate(file: &Path, line: Option<u64>, s: &Scenario, stack: &Stack) -> Resu
     }
     if s.request.is_none() {
         return err("request is required (http, https, tcp, postgres, kafka or dns)".into());
+    }
+    if let Some(Request::KafkaRequests(_)) = &s.request {
+        return err("request: `kafkaRequests` is for `harness eval` queries; a scenario's probe sends a whole session: use `kafka: {action, topic, clientId}`".into());
     }
     if s.intent == Decision::Allow && (s.layer.is_some() || s.direction.is_some()) {
         return err("layer and direction describe a deny; an `allow` intent takes neither".into());

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use harness::model::{CiliumVersion, Flow, Identity, Model, PolicyStatus, Verdict};
 use harness::oracle::{self, BatchCase, Oracle, OracleAnswer, PolicyText};
 use harness::policy::{self, Protocol};
-use harness::scenario::{DnsSpec, HttpSpec, KafkaSpec, Request};
+use harness::scenario::{DnsSpec, HttpSpec, KafkaRequestSpec, KafkaSpec, Request};
 use harness::stack::Stack;
 
 const FLOWS_PER_SET: usize = 25;
@@ -512,6 +512,23 @@ fn gen_flow(rng: &mut Rng, u: &Universe) -> GenFlow {
                     host: rng.chance(80).then(|| rng.pick(AUTHORITIES).to_string()),
                 }))
             }
+            4 if rng.chance(60) => {
+                // Requests at the proxy's level: keys it decodes, keys it only reads the header of, and
+                // topic lists of zero to two topics.
+                let n = 1 + rng.below(2);
+                Some(Request::KafkaRequests(
+                    (0..n)
+                        .map(|_| KafkaRequestSpec {
+                            api_key: *rng.pick(&[0, 1, 2, 3, 8, 9, 10, 18, 19, 4]),
+                            api_version: *rng.pick(&[0, 1, 2]),
+                            client_id: rng.pick(CLIENT_IDS).to_string(),
+                            topics: (0..rng.below(3))
+                                .map(|_| rng.pick(TOPICS).to_string())
+                                .collect(),
+                        })
+                        .collect(),
+                ))
+            }
             4..=6 => Some(Request::Kafka(KafkaSpec {
                 action: if rng.chance(50) {
                     harness::model::kafka::KafkaAction::Produce
@@ -565,6 +582,71 @@ const GEN_FILE: &str = "generated.yaml";
 type ModelSide = (Vec<(String, bool)>, Vec<Verdict>);
 
 /// The model's side of one case: policy statuses (rejected or not) and verdicts.
+/// The numeric ports of `toPorts` entries with L7 rules, anywhere in a policy set.
+fn l7_ports(policies: &[Value]) -> Vec<u16> {
+    fn walk(v: &Value, out: &mut Vec<u16>) {
+        match v {
+            Value::Object(m) => {
+                if m.contains_key("rules")
+                    && let Some(Value::Array(ports)) = m.get("ports")
+                {
+                    out.extend(
+                        ports
+                            .iter()
+                            .filter_map(|p| p.get("port")?.as_str()?.parse::<u16>().ok()),
+                    );
+                }
+                m.values().for_each(|x| walk(x, out));
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    policies.iter().for_each(|p| walk(p, &mut out));
+    out
+}
+
+/// The flows of one policy set: up to half of them chosen among candidates (aimed at the set's L7 ports)
+/// that the model sends through the proxy, so that the L7 comparison is exercised; the rest drawn at
+/// random. The oracle decides every one of them independently, so the model's choice biases only which
+/// flows are asked.
+fn pick_flows(rng: &mut Rng, u: &Universe, policies: &[Value]) -> Vec<GenFlow> {
+    let mut flows = Vec::with_capacity(FLOWS_PER_SET);
+    let hot = l7_ports(policies);
+    let model = policy::parse_policies(Path::new(GEN_FILE), &policy_text(policies))
+        .ok()
+        .map(|parsed| {
+            let version: CiliumVersion = oracle::CILIUM_MINOR.parse().expect("version");
+            Model::build(&parsed, u.ids.clone(), version)
+        });
+    if let Some(model) = model.filter(|_| !hot.is_empty()) {
+        for _ in 0..FLOWS_PER_SET * 40 {
+            if flows.len() >= FLOWS_PER_SET / 2 {
+                break;
+            }
+            let mut f = gen_flow(rng, u);
+            if rng.chance(70) {
+                f.port = *rng.pick(&hot);
+            }
+            let d = model.decide(&Flow {
+                from: f.from,
+                to: f.to,
+                port: f.port,
+                protocol: f.protocol,
+                l7: f.request.as_ref().and_then(Request::l7),
+            });
+            if d.proxied {
+                flows.push(f);
+            }
+        }
+    }
+    while flows.len() < FLOWS_PER_SET {
+        flows.push(gen_flow(rng, u));
+    }
+    flows
+}
+
 fn model_side(u: &Universe, policies: &[Value], flows: &[GenFlow]) -> Option<ModelSide> {
     let text = policy_text(policies);
     let parsed = policy::parse_policies(Path::new(GEN_FILE), &text).ok()?;
@@ -898,7 +980,7 @@ fn generated_policies_and_flows_get_the_verdicts_ciliums_engine_gives() {
                 gen_policy(&mut rng, &u, pid)
             })
             .collect();
-        let flows: Vec<GenFlow> = (0..FLOWS_PER_SET).map(|_| gen_flow(&mut rng, &u)).collect();
+        let flows = pick_flows(&mut rng, &u, &policies);
         generated.push((policies, flows));
     }
     let batch: Vec<BatchCase> = generated
@@ -913,6 +995,8 @@ fn generated_policies_and_flows_get_the_verdicts_ciliums_engine_gives() {
     let mut agree = 0usize;
     let mut unparsed = 0usize;
     let mut known: BTreeMap<&'static str, usize> = BTreeMap::new();
+    // Pairs whose flow passes the proxy, by request kind: what the L7 comparison covered.
+    let mut proxied: BTreeMap<&'static str, usize> = BTreeMap::new();
     // signature -> (count, first example)
     let mut found: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
     for (ci, ((policies, flows), answer)) in generated.iter().zip(&answers).enumerate() {
@@ -922,6 +1006,16 @@ fn generated_policies_and_flows_get_the_verdicts_ciliums_engine_gives() {
         };
         for (qi, v) in verdicts.iter().enumerate() {
             pairs += 1;
+            if v.proxied {
+                let kind = match &flows[qi].request {
+                    Some(Request::Http(_)) => "http",
+                    Some(Request::Kafka(_)) => "kafka",
+                    Some(Request::KafkaRequests(_)) => "kafkaRequests",
+                    Some(Request::Dns(_)) => "dns",
+                    _ => "other",
+                };
+                *proxied.entry(kind).or_default() += 1;
+            }
             let d = differences(&statuses, v, answer, qi);
             let mut unexplained = Vec::new();
             for x in &d {
@@ -951,11 +1045,19 @@ fn generated_policies_and_flows_get_the_verdicts_ciliums_engine_gives() {
     for (why, n) in &known {
         eprintln!("  known exception ({n}): {why}");
     }
+    eprintln!("  pairs through the proxy, by request: {proxied:?}");
     assert!(
         pairs >= cases.min(DEFAULT_CASES) * 9 / 10,
         "only {pairs} pairs were decided by both sides"
     );
     if found.is_empty() {
+        // The L7 comparison must be exercised for every kind of request the proxy parses.
+        for kind in ["http", "kafka", "kafkaRequests", "dns"] {
+            assert!(
+                proxied.get(kind).copied().unwrap_or(0) >= pairs / 10_000,
+                "the generator reached L7 rules with too few `{kind}` requests: {proxied:?}"
+            );
+        }
         return;
     }
     let mut report = String::new();

@@ -9,7 +9,7 @@ use harness::model::{
 };
 use harness::oracle::{self, Oracle};
 use harness::policy::{self, Protocol};
-use harness::scenario::{HttpSpec, Request};
+use harness::scenario::{HttpSpec, KafkaRequestSpec, Request};
 use harness::stack::Stack;
 
 fn root() -> PathBuf {
@@ -192,8 +192,114 @@ spec:
         http: [{method: GET}]
 "#;
 
+const KAFKA_TOPIC_RULES: &str = r#"
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: kafka-topics, namespace: kafka}
+spec:
+  endpointSelector: {matchLabels: {app: kafka}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {k8s:io.kubernetes.pod.namespace: backend}}]
+    toPorts:
+    - ports: [{port: "9092", protocol: TCP}]
+      rules:
+        kafka:
+        - {topic: orders}
+        - {topic: events, clientID: a}
+"#;
+
+fn kafka_requests(key: i16, version: i16, client: &str, topics: &[&str]) -> Option<Request> {
+    Some(Request::KafkaRequests(vec![KafkaRequestSpec {
+        api_key: key,
+        api_version: version,
+        client_id: client.into(),
+        topics: topics.iter().map(|t| t.to_string()).collect(),
+    }]))
+}
+
+fn kafka_case(name: &'static str, request: Option<Request>) -> Case {
+    Case {
+        name,
+        policy: KAFKA_TOPIC_RULES,
+        from: "backend/api",
+        to: "kafka/kafka",
+        port: 9092,
+        request,
+    }
+}
+
+const HOST_NAMED_WITH_L7_RULE: &str = r#"
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: l7-for-host, namespace: backend}
+spec:
+  endpointSelector: {}
+  ingress:
+  - fromEntities: [host]
+    toPorts:
+    - ports: [{port: "8080", protocol: TCP}]
+      rules:
+        http: [{path: "/api/v1/.*"}]
+"#;
+
+const CLUSTER_WITH_L7_RULE: &str = r#"
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: l7-for-cluster, namespace: backend}
+spec:
+  endpointSelector: {}
+  ingress:
+  - fromEntities: [cluster]
+    toPorts:
+    - ports: [{port: "8080", protocol: TCP}]
+      rules:
+        http: [{path: "/api/v1/.*"}]
+"#;
+
+const ALL_AND_HOST_WITH_L7_RULE: &str = r#"
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: l7-for-all-and-host, namespace: backend}
+spec:
+  endpointSelector: {}
+  ingress:
+  - fromEntities: [all, host]
+    toPorts:
+    - ports: [{port: "8080", protocol: TCP}]
+      rules:
+        http: [{path: "/api/v1/.*"}]
+"#;
+
 fn cases() -> Vec<Case> {
     vec![
+        // Found with `kafkaRequests` queries: keys that carry topics by Cilium's list but whose topics its
+        // parser does not read are refused by every rule with a topic (the model allowed them).
+        kafka_case(
+            "kafka-leaderandisr-without-topics",
+            kafka_requests(4, 0, "a", &[]),
+        ),
+        kafka_case(
+            "kafka-createtopics-naming-an-allowed-topic",
+            kafka_requests(19, 0, "a", &["orders"]),
+        ),
+        kafka_case("kafka-describelogdirs", kafka_requests(35, 0, "a", &[])),
+        // Checked, not bugs: every topic must be allowed, by any rule; no topic is never allowed by a
+        // rule with a topic; a key without topics passes any rule whose key, version and client match.
+        kafka_case(
+            "kafka-produce-two-topics-two-rules",
+            kafka_requests(0, 2, "a", &["orders", "events"]),
+        ),
+        kafka_case(
+            "kafka-produce-two-topics-one-rule",
+            kafka_requests(0, 2, "b", &["orders", "events"]),
+        ),
+        kafka_case(
+            "kafka-produce-without-topics",
+            kafka_requests(0, 2, "a", &[]),
+        ),
+        kafka_case("kafka-findcoordinator", kafka_requests(10, 0, "b", &[])),
+        // A v0 request has no client id for Cilium's parser: the `clientID: a` rule does not match it.
+        kafka_case("kafka-v0-client-id", kafka_requests(8, 0, "a", &["events"])),
         Case {
             name: "l7-without-tcp",
             policy: L7_WITHOUT_TCP,
@@ -257,6 +363,30 @@ fn cases() -> Vec<Case> {
             from: "backend/api",
             to: "kafka/kafka",
             port: 9092,
+            request: get(),
+        },
+        Case {
+            name: "host-named-with-l7-rule",
+            policy: HOST_NAMED_WITH_L7_RULE,
+            from: "host",
+            to: "backend/api",
+            port: 8080,
+            request: get(),
+        },
+        Case {
+            name: "cluster-with-l7-rule",
+            policy: CLUSTER_WITH_L7_RULE,
+            from: "host",
+            to: "backend/api",
+            port: 8080,
+            request: get(),
+        },
+        Case {
+            name: "all-and-host-with-l7-rule",
+            policy: ALL_AND_HOST_WITH_L7_RULE,
+            from: "host",
+            to: "backend/api",
+            port: 8080,
             request: get(),
         },
         Case {
@@ -365,6 +495,64 @@ fn http_and_kafka_rules_for_two_selectors_of_one_peer_do_not_conflict() {
         "{}",
         v.explanation
     );
+}
+
+#[test]
+fn kafka_requests_whose_topics_ciliums_parser_does_not_read_are_refused_by_topic_rules() {
+    for name in [
+        "kafka-leaderandisr-without-topics",
+        "kafka-createtopics-naming-an-allowed-topic",
+        "kafka-describelogdirs",
+    ] {
+        let (_, v) = decide(&stack(), &case(name));
+        assert_eq!(
+            (v.decision, v.layer, v.expected_outcome),
+            (
+                Decision::Deny,
+                Some(Layer::L7),
+                probe_wire::Outcome::KafkaNoResponse
+            ),
+            "{name}: {}",
+            v.explanation
+        );
+    }
+}
+
+#[test]
+fn every_topic_of_a_kafka_request_must_be_allowed_and_none_is_not_enough() {
+    let decision = |name| decide(&stack(), &case(name)).1.decision;
+    assert_eq!(
+        decision("kafka-produce-two-topics-two-rules"),
+        Decision::Allow
+    );
+    assert_eq!(
+        decision("kafka-produce-two-topics-one-rule"),
+        Decision::Deny
+    );
+    assert_eq!(decision("kafka-produce-without-topics"), Decision::Deny);
+    assert_eq!(decision("kafka-findcoordinator"), Decision::Allow);
+    assert_eq!(decision("kafka-v0-client-id"), Decision::Deny);
+}
+
+#[test]
+fn host_traffic_is_filtered_at_l7_by_a_rule_that_names_the_host_entity() {
+    // `cluster` expands into selectors that include the host's own.
+    for name in ["host-named-with-l7-rule", "cluster-with-l7-rule"] {
+        let (_, v) = decide(&stack(), &case(name));
+        assert_eq!(
+            (v.decision, v.layer),
+            (Decision::Deny, Some(Layer::L7)),
+            "{name}: {}",
+            v.explanation
+        );
+    }
+}
+
+#[test]
+fn a_peer_list_with_the_wildcard_is_the_wildcard_alone_and_lets_the_host_through_at_l7() {
+    let (_, v) = decide(&stack(), &case("all-and-host-with-l7-rule"));
+    assert_eq!(v.decision, Decision::Allow, "{}", v.explanation);
+    assert!(v.proxied);
 }
 
 #[test]

@@ -54,6 +54,8 @@ pub fn api_key_by_name(name: &str) -> Option<i16> {
         .iter()
         .position(|n| n.eq_ignore_ascii_case(name))
         .and_then(|i| i16::try_from(i).ok())
+        // The names api_key_name gives keys Cilium has no name for.
+        .or_else(|| name.strip_prefix("key")?.parse().ok())
 }
 
 /// The name of an API key, as Cilium spells it.
@@ -72,9 +74,23 @@ pub fn role_keys(role: KafkaRole) -> &'static [i16] {
     }
 }
 
-/// API keys whose requests carry topics (`isTopicAPIKey`); a rule's topic applies only to them.
+/// API keys whose requests carry topics (`isTopicAPIKey` of Cilium's Kafka proxy); a rule's topic applies
+/// only to them: produce, fetch, offsets, metadata, leaderandisr, stopreplica, updatemetadata,
+/// offsetcommit, offsetfetch, createtopics, deletetopics, deleterecords, offsetforleaderepoch,
+/// addpartitionstotxn, writetxnmarkers, txnoffsetcommit, alterreplicalogdirs (34), describelogdirs (35)
+/// and createpartitions (37).
 fn carries_topics(key: i16) -> bool {
-    matches!(key, 0 | 1 | 2 | 3 | 8 | 9 | 19 | 20 | 21 | 23 | 24 | 28)
+    matches!(
+        key,
+        0 | 1 | 2 | 3 | 4 | 5 | 6 | 8 | 9 | 19 | 20 | 21 | 23 | 24 | 27 | 28 | 34 | 35 | 37
+    )
+}
+
+/// API keys whose topics Cilium's Kafka parser reads: produce, fetch, offsets, metadata, offsetcommit and
+/// offsetfetch. For the other topic-carrying keys it reads no topic, so a rule with a topic never allows
+/// them, whatever topics they name (checked against Cilium's engine by the oracle).
+fn topics_read(key: i16) -> bool {
+    matches!(key, 0 | 1 | 2 | 3 | 8 | 9)
 }
 
 /// API keys for which the proxy can inject an error response on a deny; any other denied request is
@@ -142,7 +158,14 @@ fn matches_header(rule: &KafkaRule, req: &KafkaRequest) -> bool {
         // caller does not say otherwise; the model reports the request version as unknown.
         (Some(_), None) => false,
     };
-    let client_ok = rule.client_id.as_deref().is_none_or(|c| c == req.client_id);
+    // Cilium's parser does not read the client id of a v0 request (it treats v0 as having none), so a
+    // `clientID` rule never matches v0 (found by the differential oracle).
+    let client = if req.api_version == Some(0) {
+        ""
+    } else {
+        req.client_id.as_str()
+    };
+    let client_ok = rule.client_id.as_deref().is_none_or(|c| c == client);
     key_ok && version_ok && client_ok
 }
 
@@ -150,18 +173,24 @@ fn matches_header(rule: &KafkaRule, req: &KafkaRequest) -> bool {
 ///
 /// Every topic of a topic-carrying request must be allowed by some rule: each matching rule consumes the
 /// topics it names, and the request passes when none is left (`Matches` in proxylib's policy.go). A rule
-/// with a topic never allows a topic-carrying request that names no topic [inference in §7, followed here].
+/// with a topic never allows a topic-carrying request that names no topic, nor one whose topics the parser
+/// does not read (both checked against Cilium's engine with `kafkaRequests` queries).
 pub fn allows(rules: &[&KafkaRule], req: &KafkaRequest) -> bool {
     if !carries_topics(req.api_key) {
         return rules.iter().any(|r| matches_header(r, req));
     }
-    let mut left: Vec<&str> = req.topics.iter().map(String::as_str).collect();
+    let named: &[String] = if topics_read(req.api_key) {
+        &req.topics
+    } else {
+        &[]
+    };
+    let mut left: Vec<&str> = named.iter().map(String::as_str).collect();
     for r in rules.iter().filter(|r| matches_header(r, req)) {
         match &r.topic {
             None => return true,
             Some(t) => left.retain(|x| x != t),
         }
-        if left.is_empty() && !req.topics.is_empty() {
+        if left.is_empty() && !named.is_empty() {
             return true;
         }
     }

@@ -576,14 +576,24 @@ impl Model {
         }
         // §9: allow-localhost=always is an L3 allow of the local host that only an explicit deny rule
         // overrides (checked above). An ingress rule with L7 rules that also selects the host still
-        // redirects its traffic to the proxy, where the host is allowed every request (Cilium wildcards the
-        // host at L7). Found by the differential oracle.
+        // redirects its traffic to the proxy, where the host is allowed every request: Cilium gives the host
+        // its own entry without L7 rules on that port, unless a rule naming the `host` entity (itself, or
+        // within `cluster`) already keys one with L7 rules; then the host's requests are filtered like any
+        // peer's. Both found by the differential oracle.
         if dir == Direction::Ingress && self.identities[peer].kind == IdentityKind::Host {
             let proxied = groups.iter().any(|(_, _, g)| !matches!(g.l7, L7::None));
-            return DirResult::Allowed {
-                proxied,
-                deciding: Vec::new(),
-            };
+            let host_keyed_l7 = groups.iter().any(|(r, ei, g)| {
+                !matches!(g.l7, L7::None)
+                    && element_keys(&self.rules[*r].allow[d][*ei])
+                        .iter()
+                        .any(|k| k == "entity host")
+            });
+            if !host_keyed_l7 {
+                return DirResult::Allowed {
+                    proxied,
+                    deciding: Vec::new(),
+                };
+            }
         }
         if groups.is_empty() && l3_only.is_empty() {
             if !default_deny {
@@ -1946,10 +1956,7 @@ fn l7_parser_conflict(
         for &r in selected_by {
             let rule = &rules[r];
             for e in &rule.allow[dir.idx()] {
-                let peers: Vec<String> = match &e.peers {
-                    None => vec!["*".to_string()],
-                    Some(ps) => ps.iter().filter_map(peer_key).collect(),
-                };
+                let peers = element_keys(e);
                 for g in e.groups.iter().flatten() {
                     let kind = match &g.l7 {
                         L7::None => continue,
@@ -1998,29 +2005,75 @@ fn l7_parser_conflict(
     None
 }
 
+/// The selectors an element's peers are keyed by. A list that includes the wildcard is the wildcard alone:
+/// Cilium keeps only the wildcard selector (so `fromEntities: [all, host]` does not key the host).
+fn element_keys(e: &Element) -> Vec<String> {
+    let keys: Vec<String> = match &e.peers {
+        None => return vec!["*".to_string()],
+        Some(ps) => ps.iter().flat_map(peer_keys).collect(),
+    };
+    if keys.iter().any(|k| k == "*") {
+        vec!["*".to_string()]
+    } else {
+        keys
+    }
+}
+
 /// A peer as Cilium keys its per-selector policies: selectors written the same (after namespace
-/// defaulting, in any order) are one; every entity `all` and a missing peer field are the wildcard.
-fn peer_key(p: &Peer) -> Option<String> {
-    Some(match p {
+/// defaulting, in any order) are one; every entity `all` and a missing peer field are the wildcard; an
+/// entity stands for the selectors Cilium expands it into (`world`: world, world-ipv4 and world-ipv6;
+/// `cluster`: the host, remote-node, init, ingress, health, unmanaged and kube-apiserver selectors and the
+/// cluster-name label).
+fn peer_keys(p: &Peer) -> Vec<String> {
+    let entity = |n: &str| format!("entity {n}");
+    match p {
         Peer::Endpoints { compiled, .. } => {
             let mut reqs: Vec<String> = compiled.reqs.iter().map(|r| format!("{r:?}")).collect();
             reqs.sort();
             reqs.dedup();
             if reqs.is_empty() {
-                "*".to_string()
+                vec!["*".to_string()]
             } else {
-                format!("{{{}}}", reqs.join(", "))
+                vec![format!("{{{}}}", reqs.join(", "))]
             }
         }
         Peer::Cidr { cidr, except } => {
             let mut ex: Vec<String> = except.iter().map(ToString::to_string).collect();
             ex.sort();
-            format!("cidr {cidr} except [{}]", ex.join(", "))
+            vec![format!("cidr {cidr} except [{}]", ex.join(", "))]
         }
-        Peer::Entity(Entity::All) => "*".to_string(),
-        Peer::Entity(e) => format!("entity {e:?}"),
-        Peer::Unmodelled(_) => return None,
-    })
+        Peer::Entity(Entity::All) => vec!["*".to_string()],
+        Peer::Entity(Entity::World) => ["world", "world-ipv4", "world-ipv6"]
+            .iter()
+            .map(|n| entity(n))
+            .collect(),
+        Peer::Entity(Entity::Cluster) => [
+            "host",
+            "remote-node",
+            "init",
+            "ingress",
+            "health",
+            "unmanaged",
+            "kube-apiserver",
+            "cluster-name",
+        ]
+        .iter()
+        .map(|n| entity(n))
+        .collect(),
+        Peer::Entity(e) => vec![entity(match e {
+            Entity::WorldIpv4 => "world-ipv4",
+            Entity::WorldIpv6 => "world-ipv6",
+            Entity::Host => "host",
+            Entity::RemoteNode => "remote-node",
+            Entity::KubeApiserver => "kube-apiserver",
+            Entity::Init => "init",
+            Entity::Ingress => "ingress",
+            Entity::Unmanaged => "unmanaged",
+            Entity::Health => "health",
+            _ => "none",
+        })],
+        Peer::Unmodelled(_) => Vec::new(),
+    }
 }
 
 fn peer_matches(p: &Peer, id: &Identity) -> bool {

@@ -86,6 +86,10 @@ pub fn probe_spec(
             partition: 0,
             client_id: k.client_id.clone(),
         }),
+        // Refused when scenarios are loaded (scenario::validate): only eval queries carry it.
+        Request::KafkaRequests(_) => {
+            unreachable!("a scenario with kafkaRequests is refused on load")
+        }
         Request::Dns(d) => ProbeRequest::Dns(DnsQuery {
             name: d.query.clone(),
             qtype: DnsType::A,
