@@ -46,10 +46,12 @@ var (
 
 // initCilium sets the agent options the engine reads from its global configuration, to the defaults of
 // a Cilium installation: traffic from the local host is always allowed (allow-localhost=always, the
-// default outside of host firewalls), and the cluster entity includes the pods of this cluster.
+// default outside of host firewalls), ICMP rules are enabled (enable-icmp-rules, on by default), and the
+// cluster entity includes the pods of this cluster.
 func initCilium(cluster string) {
 	initOnce.Do(func() {
 		option.Config.AllowLocalhost = option.AllowLocalhostAlways
+		option.Config.EnableICMPRules = true
 		api.InitEntities(cluster)
 	})
 }

@@ -334,7 +334,8 @@ func decodeRequest(where string, raw json.RawMessage) (*request, error) {
 
 func (q Query) protocol(r *request) (string, error) {
 	switch q.Protocol {
-	case "TCP", "UDP", "SCTP":
+	case "TCP", "UDP", "SCTP", "ICMP", "ICMPv6":
+		// For ICMP the query's port is the ICMP type, as Cilium keys ICMP rules.
 		return q.Protocol, nil
 	case "":
 		if r != nil && r.DNS != nil {
@@ -342,7 +343,7 @@ func (q Query) protocol(r *request) (string, error) {
 		}
 		return "TCP", nil
 	}
-	return "", fmt.Errorf("protocol: %q is not TCP, UDP or SCTP", q.Protocol)
+	return "", fmt.Errorf("protocol: %q is not TCP, UDP, SCTP, ICMP or ICMPv6", q.Protocol)
 }
 
 func bufioReader(raw []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(raw)) }

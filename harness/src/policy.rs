@@ -5,7 +5,7 @@
 //! fields unless strict field validation is asked for). Values are checked where Cilium checks them: CIDRs,
 //! ports, regular expressions (compiled here as Cilium's proxy runs them: RE2, full match), Kafka fields.
 //!
-//! Fields that Cilium accepts but the model does not evaluate (FQDN, service and node peers, ICMP, TLS
+//! Fields that Cilium accepts but the model does not evaluate (FQDN, service and node peers, TLS
 //! interception, authentication, CIDR groups) are kept as "unmodelled" markers: they parse, and the model
 //! says so when they could change a decision.
 
@@ -165,7 +165,7 @@ pub struct IngressRule {
     pub from_nodes: Option<Unmodelled>,
     pub from_groups: Option<Unmodelled>,
     pub from_requires: Option<Unmodelled>,
-    pub icmps: Option<Unmodelled>,
+    pub icmps: Option<Vec<IcmpRule>>,
     pub authentication: Option<Unmodelled>,
     pub to_ports: Option<Vec<PortRule>>,
 }
@@ -182,7 +182,7 @@ pub struct IngressDenyRule {
     pub from_nodes: Option<Unmodelled>,
     pub from_groups: Option<Unmodelled>,
     pub from_requires: Option<Unmodelled>,
-    pub icmps: Option<Unmodelled>,
+    pub icmps: Option<Vec<IcmpRule>>,
     pub to_ports: Option<Vec<PortDenyRule>>,
 }
 
@@ -201,7 +201,7 @@ pub struct EgressRule {
     pub to_nodes: Option<Unmodelled>,
     pub to_groups: Option<Unmodelled>,
     pub to_requires: Option<Unmodelled>,
-    pub icmps: Option<Unmodelled>,
+    pub icmps: Option<Vec<IcmpRule>>,
     pub authentication: Option<Unmodelled>,
     pub to_ports: Option<Vec<PortRule>>,
 }
@@ -219,8 +219,113 @@ pub struct EgressDenyRule {
     pub to_nodes: Option<Unmodelled>,
     pub to_groups: Option<Unmodelled>,
     pub to_requires: Option<Unmodelled>,
-    pub icmps: Option<Unmodelled>,
+    pub icmps: Option<Vec<IcmpRule>>,
     pub to_ports: Option<Vec<PortDenyRule>>,
+}
+
+/// An `icmps` entry: ICMP types a rule admits (or denies) instead of ports.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IcmpRule {
+    pub fields: Option<Vec<IcmpField>>,
+}
+
+/// One ICMP type of an `icmps` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IcmpField {
+    /// `IPv4` (the default) or `IPv6`.
+    #[serde(default)]
+    pub family: Option<IcmpFamily>,
+    #[serde(rename = "type")]
+    pub icmp_type: IcmpType,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum IcmpFamily {
+    IPv4,
+    IPv6,
+}
+
+/// An ICMP type: its code, or the CamelCase name Cilium accepts for the field's family.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum IcmpType {
+    Code(u8),
+    Name(String),
+}
+
+/// ICMP type names Cilium accepts for IPv4, with their codes (`icmpIpv4TypeNameToCode`).
+const ICMP4_NAMES: &[(&str, u8)] = &[
+    ("EchoReply", 0),
+    ("DestinationUnreachable", 3),
+    ("Redirect", 5),
+    ("Echo", 8),
+    ("EchoRequest", 8),
+    ("RouterAdvertisement", 9),
+    ("RouterSelection", 10),
+    ("TimeExceeded", 11),
+    ("ParameterProblem", 12),
+    ("Timestamp", 13),
+    ("TimestampReply", 14),
+    ("Photuris", 40),
+    ("ExtendedEchoRequest", 42),
+    ("ExtendedEchoReply", 43),
+];
+
+/// ICMPv6 type names Cilium accepts, with their codes (`icmpIpv6TypeNameToCode`).
+const ICMP6_NAMES: &[(&str, u8)] = &[
+    ("DestinationUnreachable", 1),
+    ("PacketTooBig", 2),
+    ("TimeExceeded", 3),
+    ("ParameterProblem", 4),
+    ("EchoRequest", 128),
+    ("EchoReply", 129),
+    ("MulticastListenerQuery", 130),
+    ("MulticastListenerReport", 131),
+    ("MulticastListenerDone", 132),
+    ("RouterSolicitation", 133),
+    ("RouterAdvertisement", 134),
+    ("NeighborSolicitation", 135),
+    ("NeighborAdvertisement", 136),
+    ("RedirectMessage", 137),
+    ("RouterRenumbering", 138),
+    ("ICMPNodeInformationQuery", 139),
+    ("ICMPNodeInformationResponse", 140),
+    ("InverseNeighborDiscoverySolicitation", 141),
+    ("InverseNeighborDiscoveryAdvertisement", 142),
+    ("HomeAgentAddressDiscoveryRequest", 144),
+    ("HomeAgentAddressDiscoveryReply", 145),
+    ("MobilePrefixSolicitation", 146),
+    ("MobilePrefixAdvertisement", 147),
+    ("DuplicateAddressRequestCodeSuffix", 157),
+    ("DuplicateAddressConfirmationCodeSuffix", 158),
+    ("ExtendedEchoRequest", 160),
+    ("ExtendedEchoReply", 161),
+];
+
+impl IcmpField {
+    /// The protocol of the field's family.
+    pub fn protocol(&self) -> Protocol {
+        match self.family {
+            Some(IcmpFamily::IPv6) => Protocol::IcmpV6,
+            _ => Protocol::Icmp,
+        }
+    }
+
+    /// The type's code; `None` for a name that is not one of the family's.
+    pub fn code(&self) -> Option<u8> {
+        match &self.icmp_type {
+            IcmpType::Code(c) => Some(*c),
+            IcmpType::Name(n) => {
+                let table = match self.family {
+                    Some(IcmpFamily::IPv6) => ICMP6_NAMES,
+                    _ => ICMP4_NAMES,
+                };
+                table.iter().find(|(name, _)| name == n).map(|(_, c)| *c)
+            }
+        }
+    }
 }
 
 /// `toPorts` element of an allow rule.
@@ -391,6 +496,11 @@ pub enum Protocol {
     Vrrp,
     #[serde(rename = "IGMP")]
     Igmp,
+    /// Only from `icmps` rules and in queries: the CRD refuses ICMP in `toPorts`.
+    #[serde(rename = "ICMP")]
+    Icmp,
+    #[serde(rename = "ICMPv6")]
+    IcmpV6,
     #[serde(rename = "ANY")]
     Any,
 }
@@ -403,6 +513,8 @@ impl fmt::Display for Protocol {
             Protocol::Sctp => "SCTP",
             Protocol::Vrrp => "VRRP",
             Protocol::Igmp => "IGMP",
+            Protocol::Icmp => "ICMP",
+            Protocol::IcmpV6 => "ICMPv6",
             Protocol::Any => "ANY",
         })
     }

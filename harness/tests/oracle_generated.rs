@@ -366,6 +366,35 @@ fn gen_element(rng: &mut Rng, u: &Universe, ns: Option<&str>, egress: bool, deny
         _ => {}
     }
     let need_ports = peer_kind >= 18;
+    if rng.chance(10) {
+        // ICMP types instead of ports: codes, names of either family (some of the wrong family, which
+        // Cilium refuses), type 0 (a port-0 wildcard); now and then with toPorts too (refused).
+        let n = 1 + rng.below(2);
+        let fields: Vec<Value> = (0..n)
+            .map(|_| {
+                let t = rng
+                    .pick(&[
+                        json!(8),
+                        json!("EchoRequest"),
+                        json!(0),
+                        json!(13),
+                        json!("PacketTooBig"),
+                        json!(128),
+                    ])
+                    .clone();
+                if rng.chance(30) {
+                    json!({ "type": t, "family": "IPv6" })
+                } else {
+                    json!({ "type": t })
+                }
+            })
+            .collect();
+        e.insert("icmps".into(), json!([{ "fields": fields }]));
+        if rng.chance(10) {
+            e.insert("toPorts".into(), json!([{ "ports": [{ "port": "80" }] }]));
+        }
+        return Value::Object(e);
+    }
     if need_ports || rng.chance(60) {
         let (mut ports, l7_ok) = gen_ports(rng, true);
         let proto = ports[0]
@@ -478,6 +507,21 @@ fn gen_flow(rng: &mut Rng, u: &Universe) -> GenFlow {
     let mut to = rng.below(n);
     if to == from {
         to = (to + 1) % n;
+    }
+    if rng.chance(6) {
+        // ICMP: the port is the type.
+        let (protocol, types): (Protocol, &[u16]) = if rng.chance(70) {
+            (Protocol::Icmp, &[8, 13, 3, 128])
+        } else {
+            (Protocol::IcmpV6, &[128, 2, 8])
+        };
+        return GenFlow {
+            from,
+            to,
+            port: *rng.pick(types),
+            protocol,
+            request: None,
+        };
     }
     let udp = rng.chance(15);
     let protocol = if udp { Protocol::Udp } else { Protocol::Tcp };
@@ -997,6 +1041,8 @@ fn generated_policies_and_flows_get_the_verdicts_ciliums_engine_gives() {
     let mut known: BTreeMap<&'static str, usize> = BTreeMap::new();
     // Pairs whose flow passes the proxy, by request kind: what the L7 comparison covered.
     let mut proxied: BTreeMap<&'static str, usize> = BTreeMap::new();
+    // ICMP pairs by the model's decision (allowed ones need an ICMP rule or an L3 allow).
+    let mut icmp: BTreeMap<String, usize> = BTreeMap::new();
     // signature -> (count, first example)
     let mut found: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
     for (ci, ((policies, flows), answer)) in generated.iter().zip(&answers).enumerate() {
@@ -1006,6 +1052,9 @@ fn generated_policies_and_flows_get_the_verdicts_ciliums_engine_gives() {
         };
         for (qi, v) in verdicts.iter().enumerate() {
             pairs += 1;
+            if matches!(flows[qi].protocol, Protocol::Icmp | Protocol::IcmpV6) {
+                *icmp.entry(format!("{:?}", v.decision)).or_default() += 1;
+            }
             if v.proxied {
                 let kind = match &flows[qi].request {
                     Some(Request::Http(_)) => "http",
@@ -1045,7 +1094,7 @@ fn generated_policies_and_flows_get_the_verdicts_ciliums_engine_gives() {
     for (why, n) in &known {
         eprintln!("  known exception ({n}): {why}");
     }
-    eprintln!("  pairs through the proxy, by request: {proxied:?}");
+    eprintln!("  pairs through the proxy, by request: {proxied:?}; ICMP pairs: {icmp:?}");
     assert!(
         pairs >= cases.min(DEFAULT_CASES) * 9 / 10,
         "only {pairs} pairs were decided by both sides"
@@ -1058,6 +1107,10 @@ fn generated_policies_and_flows_get_the_verdicts_ciliums_engine_gives() {
                 "the generator reached L7 rules with too few `{kind}` requests: {proxied:?}"
             );
         }
+        assert!(
+            icmp.len() == 2 && icmp.values().all(|n| *n >= pairs / 10_000),
+            "too few ICMP pairs allowed and denied: {icmp:?}"
+        );
         return;
     }
     let mut report = String::new();

@@ -7,7 +7,7 @@
 //!
 //! # Caveats
 //! - Only pods are policy subjects; host policies (`nodeSelector`) are parsed but not evaluated.
-//! - FQDN, service, node and group peers, ICMP rules, TLS interception and authentication are parsed and
+//! - FQDN, service, node and group peers, TLS interception and authentication are parsed and
 //!   treated as matching none of the stack's peers; a decision they could have changed carries a note.
 //! - Reply traffic is never policy-checked (§6, §9), so the model decides only the direction a flow is
 //!   initiated in.
@@ -24,8 +24,8 @@ use probe_wire::Outcome;
 use serde::{Deserialize, Serialize};
 
 use crate::policy::{
-    CidrRule, DnsRule, Entity, HttpRule, KafkaRule, Policy, PortDenyRule, PortProtocol, PortRule,
-    PortSpec, Protocol, Rule, Selector,
+    CidrRule, DnsRule, Entity, HttpRule, IcmpFamily, IcmpRule, IcmpType, KafkaRule, Policy,
+    PortDenyRule, PortProtocol, PortRule, PortSpec, Protocol, Rule, Selector,
 };
 use crate::stack::{NamedPort, Stack};
 use http::HttpRequest;
@@ -1156,7 +1156,7 @@ enum DirResult {
 
 fn l4_drop_outcome(p: Protocol) -> Outcome {
     match p {
-        Protocol::Udp => Outcome::NoResponse,
+        Protocol::Udp | Protocol::Icmp | Protocol::IcmpV6 => Outcome::NoResponse,
         _ => Outcome::ConnectTimeout,
     }
 }
@@ -1491,6 +1491,31 @@ fn sanitize_rejection(p: &Policy) -> Option<String> {
         }
         None
     }
+    // `icmps` only without `toPorts`, and type names of the field's family (Cilium's ICMPField parsing).
+    fn icmps(rules: Option<&Vec<IcmpRule>>, has_ports: bool) -> Option<String> {
+        let rules = rules.filter(|r| !r.is_empty())?;
+        if has_ports {
+            return Some(
+                "the ICMPs block may only be present without ToPorts. Define a separate rule to use ToPorts"
+                    .into(),
+            );
+        }
+        rules
+            .iter()
+            .flat_map(|r| r.fields.iter().flatten())
+            .find(|f| f.code().is_none())
+            .map(|f| {
+                let name = match &f.icmp_type {
+                    IcmpType::Name(n) => n.clone(),
+                    IcmpType::Code(c) => c.to_string(),
+                };
+                let family = match f.family {
+                    Some(IcmpFamily::IPv6) => "IPv6",
+                    _ => "IPv4",
+                };
+                format!("ICMP type {name} not found in {family}")
+            })
+    }
     let non_empty = |v: Option<usize>| v.is_some_and(|n| n > 0);
     for r in &p.rules {
         for e in r.ingress.iter().flatten() {
@@ -1512,6 +1537,12 @@ fn sanitize_rejection(p: &Policy) -> Option<String> {
                 ("FromGroups", e.from_groups.is_some()),
             ])
             .or_else(|| cidr_sets(e.from_cidr_set.as_ref()))
+            .or_else(|| {
+                icmps(
+                    e.icmps.as_ref(),
+                    non_empty(e.to_ports.as_ref().map(Vec::len)),
+                )
+            })
             .or_else(|| {
                 e.to_ports
                     .iter()
@@ -1541,6 +1572,12 @@ fn sanitize_rejection(p: &Policy) -> Option<String> {
                 ("FromGroups", e.from_groups.is_some()),
             ])
             .or_else(|| cidr_sets(e.from_cidr_set.as_ref()))
+            .or_else(|| {
+                icmps(
+                    e.icmps.as_ref(),
+                    non_empty(e.to_ports.as_ref().map(Vec::len)),
+                )
+            })
             .or_else(|| deny_ports(e.to_ports.as_ref()));
             if why.is_some() {
                 return why;
@@ -1563,6 +1600,12 @@ fn sanitize_rejection(p: &Policy) -> Option<String> {
                 ("ToGroups", e.to_groups.is_some()),
             ])
             .or_else(|| cidr_sets(e.to_cidr_set.as_ref()))
+            .or_else(|| {
+                icmps(
+                    e.icmps.as_ref(),
+                    non_empty(e.to_ports.as_ref().map(Vec::len)),
+                )
+            })
             .or_else(|| {
                 e.to_ports
                     .iter()
@@ -1590,6 +1633,12 @@ fn sanitize_rejection(p: &Policy) -> Option<String> {
                 ("ToGroups", e.to_groups.is_some()),
             ])
             .or_else(|| cidr_sets(e.to_cidr_set.as_ref()))
+            .or_else(|| {
+                icmps(
+                    e.icmps.as_ref(),
+                    non_empty(e.to_ports.as_ref().map(Vec::len)),
+                )
+            })
             .or_else(|| deny_ports(e.to_ports.as_ref()));
             if why.is_some() {
                 return why;
@@ -1683,10 +1732,10 @@ fn compile_rule(p: &Policy, pi: usize, r: &Rule, ids: &[Identity]) -> CompiledRu
                 ("fromNodes", e.from_nodes.is_some()),
                 ("fromGroups", e.from_groups.is_some()),
                 ("fromRequires", e.from_requires.is_some()),
-                ("icmps", e.icmps.is_some()),
                 ("authentication", e.authentication.is_some()),
             ]);
-            let groups = allow_groups(e.to_ports.as_deref(), &mut un);
+            let groups = icmp_groups(e.icmps.as_deref())
+                .or_else(|| allow_groups(e.to_ports.as_deref(), &mut un));
             let other = e.from_nodes.is_some() || e.from_groups.is_some();
             let p = peers(
                 e.from_endpoints.as_deref(),
@@ -1709,10 +1758,10 @@ fn compile_rule(p: &Policy, pi: usize, r: &Rule, ids: &[Identity]) -> CompiledRu
                 ("toNodes", e.to_nodes.is_some()),
                 ("toGroups", e.to_groups.is_some()),
                 ("toRequires", e.to_requires.is_some()),
-                ("icmps", e.icmps.is_some()),
                 ("authentication", e.authentication.is_some()),
             ]);
-            let groups = allow_groups(e.to_ports.as_deref(), &mut un);
+            let groups = icmp_groups(e.icmps.as_deref())
+                .or_else(|| allow_groups(e.to_ports.as_deref(), &mut un));
             let other = e.to_fqdns.is_some()
                 || e.to_services.is_some()
                 || e.to_nodes.is_some()
@@ -1735,7 +1784,6 @@ fn compile_rule(p: &Policy, pi: usize, r: &Rule, ids: &[Identity]) -> CompiledRu
             let un = names(&[
                 ("fromNodes", e.from_nodes.is_some()),
                 ("fromGroups", e.from_groups.is_some()),
-                ("icmps", e.icmps.is_some()),
             ]);
             let other = e.from_nodes.is_some() || e.from_groups.is_some();
             let p = peers(
@@ -1745,7 +1793,9 @@ fn compile_rule(p: &Policy, pi: usize, r: &Rule, ids: &[Identity]) -> CompiledRu
                 e.from_entities.as_deref(),
                 other,
             );
-            element(ns, p, deny_groups(e.to_ports.as_deref()), un, ids)
+            let groups =
+                icmp_groups(e.icmps.as_deref()).or_else(|| deny_groups(e.to_ports.as_deref()));
+            element(ns, p, groups, un, ids)
         })
         .collect();
     let eg_deny: Vec<Element> = r
@@ -1757,7 +1807,6 @@ fn compile_rule(p: &Policy, pi: usize, r: &Rule, ids: &[Identity]) -> CompiledRu
                 ("toServices", e.to_services.is_some()),
                 ("toNodes", e.to_nodes.is_some()),
                 ("toGroups", e.to_groups.is_some()),
-                ("icmps", e.icmps.is_some()),
             ]);
             let other = e.to_services.is_some() || e.to_nodes.is_some() || e.to_groups.is_some();
             let p = peers(
@@ -1767,7 +1816,9 @@ fn compile_rule(p: &Policy, pi: usize, r: &Rule, ids: &[Identity]) -> CompiledRu
                 e.to_entities.as_deref(),
                 other,
             );
-            element(ns, p, deny_groups(e.to_ports.as_deref()), un, ids)
+            let groups =
+                icmp_groups(e.icmps.as_deref()).or_else(|| deny_groups(e.to_ports.as_deref()));
+            element(ns, p, groups, un, ids)
         })
         .collect();
     let has_ing = !ing.is_empty() || !ing_deny.is_empty();
@@ -1789,6 +1840,32 @@ fn compile_rule(p: &Policy, pi: usize, r: &Rule, ids: &[Identity]) -> CompiledRu
         allow: [ing, eg],
         deny: [ing_deny, eg_deny],
     }
+}
+
+/// `icmps` as port groups: each ICMP type is a port of the ICMP (or ICMPv6) protocol, as Cilium turns
+/// them into L4 filters. `None` without `icmps` (an empty list is none).
+fn icmp_groups(icmps: Option<&[IcmpRule]>) -> Option<Vec<PortGroup>> {
+    let icmps = icmps.filter(|i| !i.is_empty())?;
+    Some(
+        icmps
+            .iter()
+            .map(|r| PortGroup {
+                ports: r
+                    .fields
+                    .iter()
+                    .flatten()
+                    .filter_map(|f| {
+                        Some(PortMatch {
+                            port: PortSpec::Number(u16::from(f.code()?)),
+                            end_port: None,
+                            protocol: f.protocol(),
+                        })
+                    })
+                    .collect(),
+                l7: L7::None,
+            })
+            .collect(),
+    )
 }
 
 fn port_matches(ports: Option<&[PortProtocol]>) -> Vec<PortMatch> {

@@ -644,3 +644,49 @@ fn host_to_pod_is_always_allowed() {
         Decision::Deny
     );
 }
+
+// §3 (ICMP): `icmps` admits its ICMP types and nothing else (the model once ignored it and admitted every
+// port); names resolve per family; type 0 is Cilium's port 0, every ICMP type of the family.
+#[test]
+fn icmp_rules_admit_only_their_types_and_type_zero_admits_every_type() {
+    let body = |types: &str| {
+        format!(
+            "  ingress:\n  - fromEndpoints: [{{matchLabels: {{k8s:io.kubernetes.pod.namespace: frontend}}}}]\n    icmps:\n    - fields: {types}\n"
+        )
+    };
+    let icmp = |m: &Model, proto: Protocol, t: u16| {
+        let mut f = flow(m, "frontend/frontend", "backend/api", t, None);
+        f.protocol = proto;
+        m.decide(&f).decision
+    };
+    let m = model(&cnp(
+        "backend",
+        "icmp",
+        "{}",
+        &body("[{type: EchoRequest}, {type: EchoRequest, family: IPv6}]"),
+    ));
+    assert_eq!(icmp(&m, Protocol::Icmp, 8), Decision::Allow);
+    assert_eq!(icmp(&m, Protocol::IcmpV6, 128), Decision::Allow);
+    assert_eq!(icmp(&m, Protocol::Icmp, 13), Decision::Deny);
+    assert_eq!(icmp(&m, Protocol::Icmp, 128), Decision::Deny);
+    assert_eq!(icmp(&m, Protocol::Tcp, 8080), Decision::Deny);
+    let zero = model(&cnp("backend", "icmp", "{}", &body("[{type: EchoReply}]")));
+    assert_eq!(icmp(&zero, Protocol::Icmp, 13), Decision::Allow);
+    assert_eq!(icmp(&zero, Protocol::IcmpV6, 128), Decision::Deny);
+}
+
+// Cilium refuses `icmps` beside `toPorts`, and a type name of the other family.
+#[test]
+fn icmp_rules_with_to_ports_or_a_name_of_the_other_family_are_refused() {
+    for body in [
+        "  ingress:\n  - icmps: [{fields: [{type: 8}]}]\n    toPorts: [{ports: [{port: \"80\"}]}]\n",
+        "  ingress:\n  - icmps: [{fields: [{type: PacketTooBig}]}]\n",
+    ] {
+        let m = model(&cnp("backend", "icmp", "{}", body));
+        assert!(
+            matches!(&m.policies[0].status, PolicyStatus::Rejected { .. }),
+            "{body}: {:?}",
+            m.policies[0].status
+        );
+    }
+}
