@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 
 	"github.com/cilium/proxy/proxylib/kafka/kafkalib"
@@ -54,5 +55,18 @@ func TestKafkaRequestsByKeyAreParsedByProxylib(t *testing.T) {
 				t.Errorf("key %d v%d: read as key %d v%d", key, v, m.GetAPIKey(), m.GetVersion())
 			}
 		}
+	}
+}
+
+// A field Cilium's types lack is refused, as a strict apply against the CRD refuses it.
+func TestAPolicyWithAFieldCiliumsTypesLackIsRejected(t *testing.T) {
+	doc := policyDoc{file: "t.yaml", line: 1, kind: "CiliumNetworkPolicy", json: []byte(`{"apiVersion":"cilium.io/v2","kind":"CiliumNetworkPolicy","metadata":{"name":"p","namespace":"a"},"spec":{"endpointSelector":{},"ingress":[{"toPorts":[{"ports":[{"port":"80","protocol":"TCP"}],"rules":{"kafkaa":[{"topic":"t"}]}}]}]}}`)}
+	st, _, _ := parseDoc(doc, "default")
+	if st.Status != "rejected" || !strings.Contains(st.Reason, "kafkaa") {
+		t.Fatalf("got %+v", st)
+	}
+	doc.json = []byte(`{"apiVersion":"cilium.io/v2","kind":"CiliumNetworkPolicy","metadata":{"name":"p","namespace":"a"},"spec":{"endpointSelector":{},"ingress":[{"toPorts":[{"ports":[{"port":"80","protocol":"TCP"}]}]}]}}`)
+	if st, _, _ := parseDoc(doc, "default"); st.Status != "in-force" {
+		t.Fatalf("a valid policy: %+v", st)
 	}
 }

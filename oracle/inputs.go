@@ -13,8 +13,6 @@ import (
 	"sort"
 	"strings"
 
-	kafkaapi "github.com/cilium/proxy/pkg/policy/api/kafka"
-	"github.com/cilium/proxy/proxylib/kafka/kafkalib"
 	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 )
@@ -271,7 +269,7 @@ func (k *apiKey) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &name); err != nil {
 		return fmt.Errorf("apiKey: a number or a name, not %s", b)
 	}
-	v, ok := kafkaapi.APIKeyMap[strings.ToLower(name)]
+	v, ok := apiKeyByName(name)
 	if !ok {
 		return fmt.Errorf("apiKey %q is not a Kafka API key name Cilium knows", name)
 	}
@@ -305,7 +303,7 @@ type request struct {
 		Query string `json:"query"`
 	} `json:"dns"`
 	// The Kafka wire frames as proxylib parsed them (set by decide, not read from the input).
-	parsedWire []*kafkalib.RequestMessage
+	parsedWire kafkaMessages
 }
 
 func decodeRequest(where string, raw json.RawMessage) (*request, error) {

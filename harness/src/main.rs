@@ -309,13 +309,10 @@ fn check_command(root: &Path, a: CheckArgs) -> Result<ExitCode, InputError> {
         oracle,
     } = a;
     let posture = posture.as_str();
-    if oracle
-        && format!("{}.{}", cilium_version.major, cilium_version.minor)
-            != harness::oracle::CILIUM_MINOR
-    {
+    if oracle && harness::oracle::release_for(cilium_version).is_none() {
         return Err(InputError::Invalid(format!(
-            "--oracle: the oracle is Cilium {}'s engine; it cannot check --cilium-version {cilium_version}",
-            harness::oracle::CILIUM_RELEASE
+            "--oracle: the oracle is built for Cilium {} only; it cannot check --cilium-version {cilium_version}",
+            harness::oracle::minors()
         )));
     }
     let dir = posture_dir(root, posture)?;
@@ -386,12 +383,13 @@ fn oracle_check(
     version: harness::model::CiliumVersion,
 ) -> Result<bool, harness::oracle::OracleError> {
     use harness::oracle;
+    let release = oracle::release_for(version).unwrap_or(&oracle::RELEASES[0]);
     eprintln!(
         "oracle: asking Cilium {}'s policy engine (oracle/; built with Go on first use, then cached in {})",
-        oracle::CILIUM_RELEASE,
+        release.release,
         oracle::cache_dir().display()
     );
-    let bin = oracle::ensure_built(root)?;
+    let bin = oracle::ensure_built_release(root, release)?;
     let d = oracle::differential(
         &oracle::Oracle { bin },
         stack,
@@ -402,7 +400,7 @@ fn oracle_check(
     let skipped = scenarios.len() - d.asked.len();
     eprintln!(
         "Cilium {}'s engine: {} of {} flow scenario(s) agree with the model{}",
-        oracle::CILIUM_RELEASE,
+        release.release,
         d.agreeing(),
         d.asked.len(),
         if skipped > 0 {

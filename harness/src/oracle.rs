@@ -22,10 +22,46 @@ use crate::model::{
 };
 use crate::stack::NamedPort;
 
-/// The Cilium release the oracle is built against (`oracle/go.mod`).
+/// The Cilium release the oracle is built against by default (`oracle/go.mod`).
 pub const CILIUM_RELEASE: &str = "v1.19.7";
-/// The MAJOR.MINOR the oracle answers for.
+/// The MAJOR.MINOR the default oracle answers for.
 pub const CILIUM_MINOR: &str = "1.19";
+
+/// One build of the oracle: a Cilium release, the module file that pins it and the build tag that picks
+/// its release-specific sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Release {
+    pub release: &'static str,
+    pub minor: &'static str,
+    /// The `-modfile` (relative to `oracle/`); `go.mod` is the default build.
+    pub modfile: &'static str,
+    /// The `-tags` value, empty for none.
+    pub tags: &'static str,
+}
+
+/// Every release the oracle can be built for, the default first. Only 1.19 today: Cilium 1.20's engine
+/// API differs (README, "Differential oracle"), so a 1.20 build needs its own module file and glue.
+pub const RELEASES: [Release; 1] = [Release {
+    release: CILIUM_RELEASE,
+    minor: CILIUM_MINOR,
+    modfile: "go.mod",
+    tags: "",
+}];
+
+/// The oracle build that answers for `version` (MAJOR.MINOR), if there is one.
+pub fn release_for(version: crate::model::CiliumVersion) -> Option<&'static Release> {
+    let minor = format!("{}.{}", version.major, version.minor);
+    RELEASES.iter().find(|r| r.minor == minor)
+}
+
+/// The MAJOR.MINOR versions the oracle can answer for, for messages.
+pub fn minors() -> String {
+    RELEASES
+        .iter()
+        .map(|r| r.minor)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// The identities file: what `harness eval --dump-identities` writes and `oracle --identities` reads.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -111,16 +147,18 @@ pub fn cache_dir() -> PathBuf {
     std::env::temp_dir().join("cnp-harness")
 }
 
-/// A hash of the oracle's sources (`*.go`, go.mod, go.sum), so that an edited oracle is rebuilt.
+/// A hash of the oracle's sources (`*.go`, and every `go*.mod`/`go*.sum`), so that an edited oracle is
+/// rebuilt.
 fn source_hash(dir: &Path) -> Result<u64, OracleError> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| OracleError::Io(format!("{}: {e}", dir.display())))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             p.is_file()
-                && p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.ends_with(".go") || n == "go.mod" || n == "go.sum")
+                && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                    n.ends_with(".go")
+                        || (n.starts_with("go") && (n.ends_with(".mod") || n.ends_with(".sum")))
+                })
         })
         .collect();
     files.sort();
@@ -140,13 +178,29 @@ fn source_hash(dir: &Path) -> Result<u64, OracleError> {
 /// # Errors
 /// Go is missing, or the build fails.
 pub fn ensure_built(repo_root: &Path) -> Result<PathBuf, OracleError> {
-    if let Some(b) = std::env::var_os("HARNESS_ORACLE_BIN") {
+    ensure_built_release(repo_root, &RELEASES[0])
+}
+
+/// Like [`ensure_built`], for one release: `$HARNESS_ORACLE_BIN` applies to the default release, and
+/// `$HARNESS_ORACLE_BIN_<MAJOR>_<MINOR>` (for example `HARNESS_ORACLE_BIN_1_20`) to any.
+///
+/// # Errors
+/// Go is missing, or the build fails.
+pub fn ensure_built_release(repo_root: &Path, r: &Release) -> Result<PathBuf, OracleError> {
+    let env = format!("HARNESS_ORACLE_BIN_{}", r.minor.replace('.', "_"));
+    if let Some(b) = std::env::var_os(&env) {
         return Ok(PathBuf::from(b));
     }
+    if *r == RELEASES[0]
+        && let Some(b) = std::env::var_os("HARNESS_ORACLE_BIN")
+    {
+        return Ok(PathBuf::from(b));
+    }
+    let release = r.release;
     let dir = repo_root.join("oracle");
     let hash = source_hash(&dir)?;
     let cache = cache_dir();
-    let bin = cache.join(format!("oracle-{CILIUM_RELEASE}-{hash:016x}"));
+    let bin = cache.join(format!("oracle-{release}-{hash:016x}"));
     if bin.is_file() {
         return Ok(bin);
     }
@@ -162,7 +216,7 @@ pub fn ensure_built(repo_root: &Path) -> Result<PathBuf, OracleError> {
     std::fs::create_dir_all(&cache)
         .map_err(|e| OracleError::Io(format!("{}: {e}", cache.display())))?;
     // One build at a time (test binaries run in parallel): the others wait for its result.
-    let lock = cache.join(format!("oracle-{CILIUM_RELEASE}-{hash:016x}.lock"));
+    let lock = cache.join(format!("oracle-{release}-{hash:016x}.lock"));
     let _guard = loop {
         match std::fs::OpenOptions::new()
             .write(true)
@@ -191,7 +245,7 @@ pub fn ensure_built(repo_root: &Path) -> Result<PathBuf, OracleError> {
         return Ok(bin);
     }
     let tmp = cache.join(format!(
-        "oracle-{CILIUM_RELEASE}-{hash:016x}.{}.tmp",
+        "oracle-{release}-{hash:016x}.{}.tmp",
         std::process::id()
     ));
     let build = |nice: bool| {
@@ -202,11 +256,14 @@ pub fn ensure_built(repo_root: &Path) -> Result<PathBuf, OracleError> {
         } else {
             Command::new("go")
         };
-        c.args(["build", "-o"])
-            .arg(&tmp)
-            .arg(".")
-            .current_dir(&dir)
-            .output()
+        c.arg("build");
+        if r.modfile != "go.mod" {
+            c.arg(format!("-modfile={}", r.modfile));
+        }
+        if !r.tags.is_empty() {
+            c.arg(format!("-tags={}", r.tags));
+        }
+        c.arg("-o").arg(&tmp).arg(".").current_dir(&dir).output()
     };
     let out = match build(true) {
         Ok(o) => o,

@@ -32,11 +32,15 @@ struct Tally {
 }
 
 fn differential(posture: &str, o: &Oracle) -> Tally {
+    differential_on(posture, o, oracle::CILIUM_MINOR)
+}
+
+fn differential_on(posture: &str, o: &Oracle, minor: &str) -> Tally {
     let root = root();
     let stack = Stack::load(&root.join("fixtures/stack.yaml")).expect("stack");
     let scenarios =
         scenario::load_scenarios(&root.join("fixtures/scenarios"), &stack).expect("scenarios");
-    let version: CiliumVersion = oracle::CILIUM_MINOR.parse().expect("version");
+    let version: CiliumVersion = minor.parse().expect("version");
     let pdir = root.join("policies").join(posture);
     let d = oracle::differential(o, &stack, &scenarios, &pdir, version)
         .unwrap_or_else(|e| panic!("{e}"));

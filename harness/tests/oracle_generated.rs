@@ -661,7 +661,7 @@ fn pick_flows(rng: &mut Rng, u: &Universe, policies: &[Value]) -> Vec<GenFlow> {
     let model = policy::parse_policies(Path::new(GEN_FILE), &policy_text(policies))
         .ok()
         .map(|parsed| {
-            let version: CiliumVersion = oracle::CILIUM_MINOR.parse().expect("version");
+            let version = model_version();
             Model::build(&parsed, u.ids.clone(), version)
         });
     if let Some(model) = model.filter(|_| !hot.is_empty()) {
@@ -694,7 +694,7 @@ fn pick_flows(rng: &mut Rng, u: &Universe, policies: &[Value]) -> Vec<GenFlow> {
 fn model_side(u: &Universe, policies: &[Value], flows: &[GenFlow]) -> Option<ModelSide> {
     let text = policy_text(policies);
     let parsed = policy::parse_policies(Path::new(GEN_FILE), &text).ok()?;
-    let version: CiliumVersion = oracle::CILIUM_MINOR.parse().expect("version");
+    let version = model_version();
     let model = Model::build(&parsed, u.ids.clone(), version);
     let statuses = model
         .policies
@@ -988,17 +988,33 @@ fn regression_text(u: &Universe, policies: &[Value], f: &GenFlow, diff: &[String
     )
 }
 
+thread_local! {
+    /// The Cilium release the running test compares against (each test runs on its own thread).
+    static RELEASE: std::cell::Cell<&'static oracle::Release> =
+        const { std::cell::Cell::new(&oracle::RELEASES[0]) };
+}
+
+fn model_version() -> CiliumVersion {
+    RELEASE.with(|r| r.get().minor.parse().expect("version"))
+}
+
 #[test]
 fn generated_policies_and_flows_get_the_verdicts_ciliums_engine_gives() {
-    let cases: usize = std::env::var("HARNESS_ORACLE_CASES")
+    generated_differential(&oracle::RELEASES[0], "", DEFAULT_CASES);
+}
+
+/// `HARNESS_ORACLE_CASES{suffix}` and `HARNESS_ORACLE_SEED{suffix}` override the case count and seed.
+fn generated_differential(release: &'static oracle::Release, suffix: &str, default_cases: usize) {
+    RELEASE.with(|r| r.set(release));
+    let cases: usize = std::env::var(format!("HARNESS_ORACLE_CASES{suffix}"))
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(DEFAULT_CASES);
-    let seed: u64 = std::env::var("HARNESS_ORACLE_SEED")
+        .unwrap_or(default_cases);
+    let seed: u64 = std::env::var(format!("HARNESS_ORACLE_SEED{suffix}"))
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(DEFAULT_SEED);
-    let o = match oracle::ensure_built(&root()) {
+    let o = match oracle::ensure_built_release(&root(), release) {
         Ok(bin) => Oracle { bin },
         Err(e) => panic!("{e}"),
     };
@@ -1083,7 +1099,8 @@ fn generated_policies_and_flows_get_the_verdicts_ciliums_engine_gives() {
     }
     let with_diff: usize = found.values().map(|(n, _, _)| *n).sum();
     eprintln!(
-        "oracle differential (seed {seed}): {pairs} (policy set, flow) pairs over {} policy sets; {agree} agree ({:.3}%); {} known exceptions; {with_diff} unexplained differences in {} kinds; {unparsed} sets the harness could not parse; oracle {:.1}s, total {:.1}s",
+        "oracle differential (Cilium {}, seed {seed}): {pairs} (policy set, flow) pairs over {} policy sets; {agree} agree ({:.3}%); {} known exceptions; {with_diff} unexplained differences in {} kinds; {unparsed} sets the harness could not parse; oracle {:.1}s, total {:.1}s",
+        release.release,
         generated.len(),
         100.0 * agree as f64 / pairs.max(1) as f64,
         known.values().sum::<usize>(),

@@ -2,9 +2,11 @@ package main
 
 // The glue to Cilium v1.19's policy engine. Everything that depends on the release's API (constructor
 // arguments, how rules enter the repository, how the endpoint policy is distilled and looked up, where
-// the L7 rules live) is in this file; the rest of the program is release-neutral.
+// the L7 rules live, how named ports are resolved) is in this file and in kafka.go; the rest of the
+// program is release-neutral.
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -32,11 +34,6 @@ import (
 	testpolicy "github.com/cilium/cilium/pkg/testutils/policy"
 	ciliumtypes "github.com/cilium/cilium/pkg/types"
 	"github.com/cilium/cilium/pkg/u8proto"
-)
-
-const (
-	ciliumRelease = "v1.19.7"
-	pinnedMinor   = "1.19"
 )
 
 var (
@@ -194,15 +191,25 @@ func parseDoc(d policyDoc, cluster string) (st policyStatus, namespace string, e
 	st = policyStatus{File: d.file, Line: d.line, Status: "in-force"}
 	var rules api.Rules
 	var err error
+	// Cilium's Go types are what its CRD schema is generated from: a field they lack (like `kafka` on
+	// 1.20) is one a strict apply refuses, so it is decoded strictly.
+	strict := func(v any) error {
+		dec := json.NewDecoder(bytes.NewReader(d.json))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(v); err != nil {
+			return fmt.Errorf("the Cilium %s CRD refuses it (a strict apply fails): %w", ciliumRelease, err)
+		}
+		return nil
+	}
 	if d.kind == "CiliumClusterwideNetworkPolicy" {
 		var p v2.CiliumClusterwideNetworkPolicy
-		if err = json.Unmarshal(d.json, &p); err == nil {
+		if err = strict(&p); err == nil {
 			st.Name = p.Name
 			rules, err = p.Parse(logger, cluster)
 		}
 	} else {
 		var p v2.CiliumNetworkPolicy
-		if err = json.Unmarshal(d.json, &p); err == nil {
+		if err = strict(&p); err == nil {
 			if p.Namespace == "" {
 				// kubectl puts a namespaced object without a namespace into `default`.
 				p.Namespace = "default"

@@ -1,0 +1,7 @@
+package main
+
+// The Cilium release this build answers for (go.mod).
+const (
+	ciliumRelease = "v1.19.7"
+	pinnedMinor   = "1.19"
+)
