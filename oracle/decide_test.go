@@ -1,3 +1,5 @@
+//go:build !cilium_v1_20
+
 package main
 
 import (

@@ -1,9 +1,9 @@
 package main
 
-// The glue to Cilium v1.19's policy engine. Everything that depends on the release's API (constructor
-// arguments, how rules enter the repository, how the endpoint policy is distilled and looked up, where
-// the L7 rules live, how named ports are resolved) is in this file and in kafka.go; the rest of the
-// program is release-neutral.
+// The glue to Cilium's policy engine: rules into the repository, the endpoint policy distilled and looked
+// up as the datapath does, where the L7 rules live. What differs between releases (the policy owner,
+// named ports, how a selector policy is resolved, agent options) is in glue_v1_19.go / glue_v1_20.go, the
+// Kafka proxy in kafka.go; the rest of the program is release-neutral.
 
 import (
 	"bytes"
@@ -16,7 +16,6 @@ import (
 	"sync"
 
 	"github.com/cilium/cilium/pkg/crypto/certificatemanager"
-	"github.com/cilium/cilium/pkg/endpoint/regeneration"
 	envoypolicy "github.com/cilium/cilium/pkg/envoy/policy"
 	"github.com/cilium/cilium/pkg/fqdn/dnsproxy"
 	"github.com/cilium/cilium/pkg/identity"
@@ -30,7 +29,6 @@ import (
 	"github.com/cilium/cilium/pkg/policy/api"
 	policytypes "github.com/cilium/cilium/pkg/policy/types"
 	policyutils "github.com/cilium/cilium/pkg/policy/utils"
-	"github.com/cilium/cilium/pkg/spanstat"
 	testpolicy "github.com/cilium/cilium/pkg/testutils/policy"
 	ciliumtypes "github.com/cilium/cilium/pkg/types"
 	"github.com/cilium/cilium/pkg/u8proto"
@@ -47,7 +45,7 @@ var (
 // cluster entity includes the pods of this cluster.
 func initCilium(cluster string) {
 	initOnce.Do(func() {
-		option.Config.AllowLocalhost = option.AllowLocalhostAlways
+		allowLocalhostAlways()
 		option.Config.EnableICMPRules = true
 		api.InitEntities(cluster)
 	})
@@ -78,36 +76,6 @@ func labelsOf(id identityJSON, addr netip.Addr) labels.LabelArray {
 	}
 	return labels.NewLabelsFromModel(id.Labels).LabelArray()
 }
-
-// owner is the endpoint a policy is distilled for: Cilium's PolicyOwner.
-type owner struct {
-	id      uint64
-	ingress ciliumtypes.NamedPortMap      // the pod's own named ports
-	egress  ciliumtypes.NamedPortMultiMap // every pod's named ports, as the agent sees them
-}
-
-func (o *owner) GetID() uint64 { return o.id }
-func (o *owner) GetNamedPort(ingress bool, name string, proto u8proto.U8proto) uint16 {
-	if ingress {
-		p, _ := o.ingress.GetNamedPort(name, proto)
-		return p
-	}
-	p, _ := o.egress.GetNamedPort(name, proto)
-	return p
-}
-func (o *owner) PolicyDebug(string, ...any)         {}
-func (o *owner) IsHost() bool                       { return false }
-func (o *owner) PreviousMapState() *policy.MapState { return nil }
-func (o *owner) RegenerateIfAlive(*regeneration.ExternalRegenerationMetadata) <-chan bool {
-	ch := make(chan bool)
-	close(ch)
-	return ch
-}
-
-type stats struct{ a, b spanstat.SpanStat }
-
-func (s *stats) WaitingForPolicyRepository() *spanstat.SpanStat { return &s.a }
-func (s *stats) SelectorPolicyCalculation() *spanstat.SpanStat  { return &s.b }
 
 // policyStatus is whether Cilium accepted a policy.
 type policyStatus struct {
@@ -145,7 +113,7 @@ func newEngine(ids *identities, docs []policyDoc) (*engine, []policyStatus) {
 					_ = npm.AddPort(p.Name, int(p.Port), p.Protocol)
 				}
 			}
-			multi.Update(nil, npm)
+			addNamedPorts(multi, nid, npm)
 		}
 	}
 	for i, id := range ids.list {
@@ -165,6 +133,7 @@ func newEngine(ids *identities, docs []policyDoc) (*engine, []policyStatus) {
 	e.repo = policy.NewPolicyRepository(logger, idMap, nil,
 		envoypolicy.NewEnvoyL7RulesTranslator(logger, certificatemanager.NewMockSecretManagerInline()),
 		idMgr, testpolicy.NewPolicyMetricsNoop())
+	configureRepository(e.repo, multi, idMap)
 	var statuses []policyStatus
 	for i, d := range docs {
 		st, ns, entries := parseDoc(d, ids.cluster)
@@ -193,6 +162,20 @@ func parseDoc(d policyDoc, cluster string) (st policyStatus, namespace string, e
 	var err error
 	// Cilium's Go types are what its CRD schema is generated from: a field they lack (like `kafka` on
 	// 1.20) is one a strict apply refuses, so it is decoded strictly.
+	var meta struct {
+		Metadata struct{ Name, Namespace string }
+	}
+	if json.Unmarshal(d.json, &meta) == nil {
+		// The name, also for a policy refused below.
+		st.Name = meta.Metadata.Name
+		if d.kind != "CiliumClusterwideNetworkPolicy" {
+			ns := meta.Metadata.Namespace
+			if ns == "" {
+				ns = "default"
+			}
+			st.Name = ns + "/" + st.Name
+		}
+	}
 	strict := func(v any) error {
 		dec := json.NewDecoder(bytes.NewReader(d.json))
 		dec.DisallowUnknownFields()
@@ -234,25 +217,23 @@ func (e *engine) endpointPolicy(i int) (*policy.EndpointPolicy, error) {
 		return ep, nil
 	}
 	id := identity.NewIdentityFromLabelArray(e.nids[i], labelsOf(e.ids.list[i], e.ids.addrs[i]))
-	sp, _, err := e.repo.GetSelectorPolicy(id, 0, &stats{}, e.owners[i].id)
+	sp, err := resolvePolicy(e.repo, id, e.owners[i])
 	if err != nil {
 		return nil, policyError{fmt.Sprintf("%s: Cilium cannot compute the endpoint's policy: %v", e.ids.list[i].Name, err)}
 	}
 	redirects := map[string]uint16{}
 	next := uint16(10000)
 	for l4, tuple := range sp.RedirectFilters() {
-		port := l4.Port
-		proto := l4.U8Proto
-		if port == 0 && l4.PortName != "" {
-			port = e.owners[i].GetNamedPort(l4.Ingress, l4.PortName, proto)
-			if port == 0 {
-				continue
-			}
+		ports := []uint16{l4.Port}
+		if l4.Port == 0 && l4.PortName != "" {
+			ports = e.owners[i].namedPorts(l4.Ingress, l4.PortName, l4.U8Proto)
 		}
-		pid := policy.ProxyID(uint16(e.owners[i].id), l4.Ingress, string(l4.Protocol), port, tuple.Policy.GetListener())
-		if _, ok := redirects[pid]; !ok {
-			redirects[pid] = next
-			next++
+		for _, port := range ports {
+			pid := policy.ProxyID(uint16(e.owners[i].id), l4.Ingress, string(l4.Protocol), port, tuple.Policy.GetListener())
+			if _, ok := redirects[pid]; !ok {
+				redirects[pid] = next
+				next++
+			}
 		}
 	}
 	ep := sp.DistillPolicy(logger, e.owners[i], redirects)
@@ -322,7 +303,7 @@ func (e *engine) l7Policies(epp *policy.EndpointPolicy, ep, peer int, ingress bo
 		}
 		switch {
 		case l4.PortName != "":
-			if e.owners[ep].GetNamedPort(ingress, l4.PortName, proto) != port {
+			if !e.owners[ep].namedPortIs(ingress, l4.PortName, proto, e.nids[peer], port) {
 				continue
 			}
 		case l4.Port == 0:

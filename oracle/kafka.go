@@ -1,3 +1,5 @@
+//go:build !cilium_v1_20
+
 // The Kafka proxy (Cilium 1.19 and older; removed in 1.20): proxylib's request parser and rule matching.
 // Kept apart from the rest so that a build for a release without Kafka rules can leave it out.
 

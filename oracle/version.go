@@ -1,3 +1,5 @@
+//go:build !cilium_v1_20
+
 package main
 
 // The Cilium release this build answers for (go.mod).

@@ -39,14 +39,23 @@ pub struct Release {
     pub tags: &'static str,
 }
 
-/// Every release the oracle can be built for, the default first. Only 1.19 today: Cilium 1.20's engine
-/// API differs (README, "Differential oracle"), so a 1.20 build needs its own module file and glue.
-pub const RELEASES: [Release; 1] = [Release {
-    release: CILIUM_RELEASE,
-    minor: CILIUM_MINOR,
-    modfile: "go.mod",
-    tags: "",
-}];
+/// Every release the oracle can be built for, the default first. 1.20 is built from the same sources with
+/// its own module file and the files tagged `cilium_v1_20` (its engine API and named ports differ, and it
+/// has no Kafka rules).
+pub const RELEASES: [Release; 2] = [
+    Release {
+        release: CILIUM_RELEASE,
+        minor: CILIUM_MINOR,
+        modfile: "go.mod",
+        tags: "",
+    },
+    Release {
+        release: "v1.20.2",
+        minor: "1.20",
+        modfile: "go.v1.20.mod",
+        tags: "cilium_v1_20",
+    },
+];
 
 /// The oracle build that answers for `version` (MAJOR.MINOR), if there is one.
 pub fn release_for(version: crate::model::CiliumVersion) -> Option<&'static Release> {

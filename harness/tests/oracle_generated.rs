@@ -1003,6 +1003,17 @@ fn generated_policies_and_flows_get_the_verdicts_ciliums_engine_gives() {
     generated_differential(&oracle::RELEASES[0], "", DEFAULT_CASES);
 }
 
+/// The same on Cilium 1.20 (no Kafka-aware policy: both sides refuse policies with Kafka rules), with
+/// fewer cases by default.
+#[test]
+fn generated_policies_and_flows_get_the_verdicts_ciliums_1_20_engine_gives() {
+    let r = oracle::RELEASES
+        .iter()
+        .find(|r| r.minor == "1.20")
+        .expect("a 1.20 build");
+    generated_differential(r, "_1_20", DEFAULT_CASES / 5);
+}
+
 /// `HARNESS_ORACLE_CASES{suffix}` and `HARNESS_ORACLE_SEED{suffix}` override the case count and seed.
 fn generated_differential(release: &'static oracle::Release, suffix: &str, default_cases: usize) {
     RELEASE.with(|r| r.set(release));

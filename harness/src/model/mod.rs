@@ -457,9 +457,13 @@ impl Model {
     /// only if every pod that declares it (for that protocol) gives it the same number; the destination's
     /// own ports do not matter, and an ambiguous name matches nothing (Cilium's `GetNamedPort` for egress,
     /// `NamedPortMultiMap`; found by the differential oracle).
-    fn named_ports(&self, endpoint: IdentityId, dir: Direction) -> &[NamedPort] {
+    fn named_ports(&self, endpoint: IdentityId, dir: Direction, peer: IdentityId) -> &[NamedPort] {
         match dir {
             Direction::Ingress => &self.identities[endpoint].ports,
+            // 1.20 resolves an egress named port per destination: the peer's own port of that name.
+            Direction::Egress if self.version.egress_named_ports_per_destination() => {
+                &self.identities[peer].ports
+            }
             Direction::Egress => &self.egress_named_ports,
         }
     }
@@ -530,7 +534,7 @@ impl Model {
             return DirResult::NotEnforced;
         }
         let d = dir.idx();
-        let owner_ports = self.named_ports(endpoint, dir);
+        let owner_ports = self.named_ports(endpoint, dir, peer);
         // §10: a matching deny rule wins over every allow, whatever its specificity.
         let mut denied_by = Vec::new();
         for &r in &self.selected_by[endpoint] {
@@ -582,12 +586,13 @@ impl Model {
         // peer's. Both found by the differential oracle.
         if dir == Direction::Ingress && self.identities[peer].kind == IdentityKind::Host {
             let proxied = groups.iter().any(|(_, _, g)| !matches!(g.l7, L7::None));
-            let host_keyed_l7 = groups.iter().any(|(r, ei, g)| {
-                !matches!(g.l7, L7::None)
-                    && element_keys(&self.rules[*r].allow[d][*ei])
-                        .iter()
-                        .any(|k| k == "entity host")
-            });
+            let host_keyed_l7 = !self.version.host_always_wildcarded_at_l7()
+                && groups.iter().any(|(r, ei, g)| {
+                    !matches!(g.l7, L7::None)
+                        && element_keys(&self.rules[*r].allow[d][*ei])
+                            .iter()
+                            .any(|k| k == "entity host")
+                });
             if !host_keyed_l7 {
                 return DirResult::Allowed {
                     proxied,
@@ -954,7 +959,7 @@ impl Model {
             );
         }
         let d = dir.idx();
-        let owner_ports = self.named_ports(endpoint, dir);
+        let owner_ports = self.named_ports(endpoint, dir, peer);
         let mut admitted = Vec::new();
         let mut l4_only = Vec::new();
         let mut l7 = Vec::new();
@@ -1047,7 +1052,7 @@ impl Model {
     ) -> Vec<String> {
         let d = dir.idx();
         let peer_id = &self.identities[peer];
-        let owner_ports = self.named_ports(endpoint, dir);
+        let owner_ports = self.named_ports(endpoint, dir, peer);
         let mut hints = Vec::new();
         // (selector as written, namespace it was limited to) -> policies writing it.
         let mut scoped: Vec<(String, String, Vec<String>)> = Vec::new();

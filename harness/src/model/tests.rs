@@ -690,3 +690,45 @@ fn icmp_rules_with_to_ports_or_a_name_of_the_other_family_are_refused() {
         );
     }
 }
+
+// Named ports (1.20): an egress named port is the destination's own port of that name; up to 1.19 it
+// resolves cluster-wide. The kafka pod alone names 9092 `kafka`.
+#[test]
+fn egress_named_ports_resolve_per_destination_from_1_20() {
+    let body = "  egress:\n  - toPorts: [{ports: [{port: kafka, protocol: TCP}]}]\n";
+    let yaml = cnp("database", "named", "{}", body);
+    for (v, impostor) in [
+        (CiliumVersion::new(1, 19), Decision::Allow),
+        (CiliumVersion::new(1, 20), Decision::Deny),
+    ] {
+        let m = model_v(&yaml, v);
+        let to_kafka = m.decide(&flow(&m, "database/postgres", "kafka/kafka", 9092, None));
+        assert_eq!(to_kafka.decision, Decision::Allow, "{v}");
+        let other = m.decide(&flow(&m, "database/postgres", "backend/api", 9092, None));
+        assert_eq!(
+            other.decision, impostor,
+            "{v}: a destination without the name"
+        );
+    }
+}
+
+// From 1.20 the host's requests pass the proxy even when a rule names the host with L7 rules.
+#[test]
+fn a_rule_naming_the_host_filters_its_requests_only_up_to_1_19() {
+    let body = "  ingress:\n  - fromEntities: [host]\n    toPorts:\n    - ports: [{port: \"8080\", protocol: TCP}]\n      rules:\n        http: [{method: GET}]\n";
+    let yaml = cnp("backend", "host-l7", "{}", body);
+    for (v, expected) in [
+        (CiliumVersion::new(1, 19), Decision::Deny),
+        (CiliumVersion::new(1, 20), Decision::Allow),
+    ] {
+        let m = model_v(&yaml, v);
+        let d = m.decide(&flow(
+            &m,
+            "host",
+            "backend/api",
+            8080,
+            http("DELETE", "/x", &[]),
+        ));
+        assert_eq!(d.decision, expected, "{v}");
+    }
+}

@@ -63,6 +63,20 @@ impl CiliumVersion {
         self.at_least(1, 18)
     }
 
+    /// From 1.20 an egress named port resolves per destination identity (the destination's own port of
+    /// that name); before, cluster-wide (one number for the name across every pod, or none). Found by
+    /// the 1.20 oracle (docs/semantics.md#named-ports).
+    pub fn egress_named_ports_per_destination(self) -> bool {
+        self.at_least(1, 20)
+    }
+
+    /// From 1.20 the local host passes the proxy with every request allowed, also when a rule names the
+    /// `host` entity with L7 rules (before, such a rule filtered the host's requests). Found by the 1.20
+    /// oracle (docs/semantics.md#default-enforcement).
+    pub fn host_always_wildcarded_at_l7(self) -> bool {
+        self.at_least(1, 20)
+    }
+
     /// Kafka-aware policy is deprecated from 1.19 (still enforced).
     pub fn kafka_deprecated(self) -> bool {
         self.at_least(1, 19)
