@@ -226,7 +226,7 @@ func (e *engine) endpointPolicy(i int) (*policy.EndpointPolicy, error) {
 	for l4, tuple := range sp.RedirectFilters() {
 		ports := []uint16{l4.Port}
 		if l4.Port == 0 && l4.PortName != "" {
-			ports = e.owners[i].namedPorts(l4.Ingress, l4.PortName, l4.U8Proto)
+			ports = e.owners[i].namedPorts(l4.Ingress, l4.PortName, l4.U8Proto, e.nids)
 		}
 		for _, port := range ports {
 			pid := policy.ProxyID(uint16(e.owners[i].id), l4.Ingress, string(l4.Protocol), port, tuple.Policy.GetListener())

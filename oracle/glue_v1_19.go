@@ -59,8 +59,9 @@ func (o *owner) RegenerateIfAlive(*regeneration.ExternalRegenerationMetadata) <-
 	return ch
 }
 
-// namedPorts: the numbers a named port of a redirect resolves to (none when it does not resolve).
-func (o *owner) namedPorts(ingress bool, name string, proto u8proto.U8proto) []uint16 {
+// namedPorts: the numbers a named port of a redirect resolves to (none when it does not resolve; on
+// 1.19 egress named ports resolve cluster-wide, whatever the identities).
+func (o *owner) namedPorts(ingress bool, name string, proto u8proto.U8proto, _ []identity.NumericIdentity) []uint16 {
 	if p := o.GetNamedPort(ingress, name, proto); p != 0 {
 		return []uint16{p}
 	}

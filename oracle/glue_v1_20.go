@@ -30,7 +30,6 @@ type portMultiMap interface {
 
 func addNamedPorts(multi portMultiMap, nid identity.NumericIdentity, npm ciliumtypes.NamedPortMap) {
 	multi.Update(nid, nil, npm)
-	everyNID = append(everyNID, nid)
 }
 
 type namedPortsGetter struct{ m ciliumtypes.NamedPortMultiMap }
@@ -69,9 +68,9 @@ func (o *owner) RegenerateIfAlive(*regeneration.ExternalRegenerationMetadata) <-
 	return ch
 }
 
-// namedPorts: the numbers a named port of a redirect resolves to: the pod's own at ingress, every
-// identity's at egress.
-func (o *owner) namedPorts(ingress bool, name string, proto u8proto.U8proto) []uint16 {
+// namedPorts: the numbers a named port of a redirect resolves to: the pod's own at ingress, those of
+// the identities `nids` at egress.
+func (o *owner) namedPorts(ingress bool, name string, proto u8proto.U8proto, nids []identity.NumericIdentity) []uint16 {
 	if ingress {
 		if p := o.GetIngressNamedPort(name, proto); p != 0 {
 			return []uint16{p}
@@ -79,23 +78,11 @@ func (o *owner) namedPorts(ingress bool, name string, proto u8proto.U8proto) []u
 		return nil
 	}
 	ports := map[uint16]struct{}{}
-	for _, p := range o.egress.GetNamedPorts(name, proto, allIDs).Ports() {
+	for _, p := range o.egress.GetNamedPorts(name, proto, slices.Values(nids)).Ports() {
 		ports[p] = struct{}{}
 	}
 	return slices.Sorted(maps.Keys(ports))
 }
-
-// allIDs stands for every identity (the multi map skips those without the name).
-var allIDs = func(yield func(identity.NumericIdentity) bool) {
-	for _, nid := range everyNID {
-		if !yield(nid) {
-			return
-		}
-	}
-}
-
-// everyNID: the identities with named ports (addNamedPorts records them).
-var everyNID []identity.NumericIdentity
 
 // namedPortIs: whether a named port means `port` towards `peer` (egress: the peer's own number for it).
 func (o *owner) namedPortIs(ingress bool, name string, proto u8proto.U8proto, peer identity.NumericIdentity, port uint16) bool {

@@ -389,9 +389,8 @@ fn oracle_check(
         release.release,
         oracle::cache_dir().display()
     );
-    let bin = oracle::ensure_built_release(root, release)?;
     let d = oracle::differential(
-        &oracle::Oracle { bin },
+        &oracle::Oracle::build(root, release)?,
         stack,
         scenarios,
         posture_dir,

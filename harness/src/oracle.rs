@@ -4,8 +4,8 @@
 //! - [`IdentitiesDump`] is the documented JSON form of the identities both sides decide over (written by
 //!   `harness eval --dump-identities FILE`), so that the oracle sees exactly the model's labels,
 //!   namespaces, named ports and outside addresses.
-//! - [`ensure_built`] builds the oracle with Go once and caches the binary outside the repository, keyed
-//!   by the pinned Cilium release and a hash of the oracle's sources.
+//! - [`ensure_built_release`] builds the oracle with Go once and caches the binary outside the
+//!   repository, keyed by the pinned Cilium release and a hash of the oracle's sources.
 //! - [`Oracle`] runs it (one query file, or a stream of cases with `--batch`).
 //! - [`compare`] names every field both sides decide on which they disagree.
 
@@ -181,17 +181,10 @@ fn source_hash(dir: &Path) -> Result<u64, OracleError> {
     Ok(h.finish())
 }
 
-/// The oracle binary: `$HARNESS_ORACLE_BIN` if set, else the cached build for the current sources,
-/// building it first (with `nice`, it competes with other builds) when it is missing.
-///
-/// # Errors
-/// Go is missing, or the build fails.
-pub fn ensure_built(repo_root: &Path) -> Result<PathBuf, OracleError> {
-    ensure_built_release(repo_root, &RELEASES[0])
-}
-
-/// Like [`ensure_built`], for one release: `$HARNESS_ORACLE_BIN` applies to the default release, and
-/// `$HARNESS_ORACLE_BIN_<MAJOR>_<MINOR>` (for example `HARNESS_ORACLE_BIN_1_20`) to any.
+/// The oracle binary of one release: `$HARNESS_ORACLE_BIN_<MAJOR>_<MINOR>` (for example
+/// `HARNESS_ORACLE_BIN_1_20`) if set, or `$HARNESS_ORACLE_BIN` for the default release, else the cached
+/// build for the current sources, building it first (with `nice`, it competes with other builds) when it
+/// is missing.
 ///
 /// # Errors
 /// Go is missing, or the build fails.
@@ -387,6 +380,14 @@ pub struct Oracle {
 }
 
 impl Oracle {
+    /// The oracle of one release, built first when it is not cached ([`ensure_built_release`]).
+    ///
+    /// # Errors
+    /// Go is missing, or the build fails.
+    pub fn build(repo_root: &Path, release: &Release) -> Result<Oracle, OracleError> {
+        ensure_built_release(repo_root, release).map(|bin| Oracle { bin })
+    }
+
     /// Decide a query file (`oracle --policies ... --queries ... --identities ...`).
     ///
     /// # Errors

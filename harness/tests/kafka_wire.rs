@@ -231,10 +231,7 @@ fn the_agents_kafka_bytes_are_read_by_ciliums_parser_and_decided_as_the_model_sa
             _ => None,
         })
         .collect();
-    let o = match oracle::ensure_built(&root) {
-        Ok(bin) => Oracle { bin },
-        Err(e) => panic!("{e}"),
-    };
+    let o = Oracle::build(&root, &oracle::RELEASES[0]).unwrap_or_else(|e| panic!("{e}"));
     let broker = Broker::start(&topics);
 
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
@@ -356,10 +353,7 @@ const PARSED_VERSIONS: &[(&str, i16, i16)] = &[
 #[test]
 fn ciliums_kafka_parser_reads_the_agents_requests_at_the_versions_measured() {
     let root = root();
-    let o = match oracle::ensure_built(&root) {
-        Ok(bin) => Oracle { bin },
-        Err(e) => panic!("{e}"),
-    };
+    let o = Oracle::build(&root, &oracle::RELEASES[0]).unwrap_or_else(|e| panic!("{e}"));
     let topic = "wire-sweep".to_string();
     let broker = Broker::start(&BTreeSet::from([topic.clone()]));
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
@@ -447,10 +441,7 @@ fn ciliums_kafka_parser_reads_the_agents_requests_at_the_versions_measured() {
 #[test]
 fn librdkafka_left_to_negotiate_sends_requests_ciliums_parser_cannot_read() {
     let root = root();
-    let o = match oracle::ensure_built(&root) {
-        Ok(bin) => Oracle { bin },
-        Err(e) => panic!("{e}"),
-    };
+    let o = Oracle::build(&root, &oracle::RELEASES[0]).unwrap_or_else(|e| panic!("{e}"));
     let topic = "wire-rdkafka".to_string();
     let broker = Broker::start(&BTreeSet::from([topic.clone()]));
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");

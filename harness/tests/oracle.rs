@@ -2,7 +2,7 @@
 //! engine (the oracle in `oracle/`, Cilium v1.19.7), must agree on every field both decide.
 //!
 //! The oracle is built with Go on first use and cached outside the repository (see
-//! `harness::oracle::ensure_built`); without Go the test fails and says how to install it.
+//! `harness::oracle::ensure_built_release`); without Go the test fails and says how to install it.
 
 use std::path::{Path, PathBuf};
 
@@ -16,10 +16,7 @@ fn root() -> PathBuf {
 }
 
 fn built_oracle() -> Oracle {
-    match oracle::ensure_built(&root()) {
-        Ok(bin) => Oracle { bin },
-        Err(e) => panic!("{e}"),
-    }
+    Oracle::build(&root(), &oracle::RELEASES[0]).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Disagreements that are understood: (posture, scenario id, field prefix, why). Empty: the model agrees
@@ -96,14 +93,8 @@ fn every_scenario_of_both_postures_gets_the_verdict_ciliums_engine_gives() {
 /// rejected), and the rest must still agree.
 #[test]
 fn every_scenario_of_both_postures_gets_the_verdict_ciliums_1_20_engine_gives() {
-    let r = oracle::RELEASES
-        .iter()
-        .find(|r| r.minor == "1.20")
-        .expect("a 1.20 build");
-    let o = match oracle::ensure_built_release(&root(), r) {
-        Ok(bin) => Oracle { bin },
-        Err(e) => panic!("{e}"),
-    };
+    let r = oracle::release_for(CiliumVersion::new(1, 20)).expect("a 1.20 build");
+    let o = Oracle::build(&root(), r).unwrap_or_else(|e| panic!("{e}"));
     let mut all = Vec::new();
     for posture in ["seed", "hardened"] {
         let t = differential_on(posture, &o, "1.20");

@@ -1007,10 +1007,7 @@ fn generated_policies_and_flows_get_the_verdicts_ciliums_engine_gives() {
 /// fewer cases by default.
 #[test]
 fn generated_policies_and_flows_get_the_verdicts_ciliums_1_20_engine_gives() {
-    let r = oracle::RELEASES
-        .iter()
-        .find(|r| r.minor == "1.20")
-        .expect("a 1.20 build");
+    let r = oracle::release_for(CiliumVersion::new(1, 20)).expect("a 1.20 build");
     generated_differential(r, "_1_20", DEFAULT_CASES / 5);
 }
 
@@ -1025,10 +1022,7 @@ fn generated_differential(release: &'static oracle::Release, suffix: &str, defau
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(DEFAULT_SEED);
-    let o = match oracle::ensure_built_release(&root(), release) {
-        Ok(bin) => Oracle { bin },
-        Err(e) => panic!("{e}"),
-    };
+    let o = Oracle::build(&root(), release).unwrap_or_else(|e| panic!("{e}"));
     let u = Universe::load();
     let dir = tempfile::tempdir().expect("tempdir");
     let idpath = dir.path().join("identities.json");
