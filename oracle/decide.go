@@ -197,7 +197,7 @@ func decideL7(sps []*policy.PerSelectorPolicy, req *request) l7Result {
 			for _, h := range sp.HTTP {
 				shown = append(shown, mustJSON(h))
 			}
-			er := sp.EnvoyHTTPRules()
+			er := envoyHTTPRules(sp)
 			if er == nil {
 				er, _ = translator().GetEnvoyHTTPRules(&sp.L7Rules, "")
 			}

@@ -2,8 +2,9 @@ package main
 
 // The glue to Cilium's policy engine: rules into the repository, the endpoint policy distilled and looked
 // up as the datapath does, where the L7 rules live. What differs between releases (the policy owner,
-// named ports, how a selector policy is resolved, agent options) is in glue_v1_19.go / glue_v1_20.go, the
-// Kafka proxy in kafka.go; the rest of the program is release-neutral.
+// named ports, how rules enter the repository and a selector policy is resolved, agent options) is in
+// glue_v1_18.go / glue_v1_19.go / glue_v1_20.go, the Kafka proxy in kafka.go; the rest of the program is
+// release-neutral.
 
 import (
 	"bytes"
@@ -27,8 +28,6 @@ import (
 	"github.com/cilium/cilium/pkg/option"
 	"github.com/cilium/cilium/pkg/policy"
 	"github.com/cilium/cilium/pkg/policy/api"
-	policytypes "github.com/cilium/cilium/pkg/policy/types"
-	policyutils "github.com/cilium/cilium/pkg/policy/utils"
 	testpolicy "github.com/cilium/cilium/pkg/testutils/policy"
 	ciliumtypes "github.com/cilium/cilium/pkg/types"
 	"github.com/cilium/cilium/pkg/u8proto"
@@ -45,7 +44,7 @@ var (
 // cluster entity includes the pods of this cluster.
 func initCilium(cluster string) {
 	initOnce.Do(func() {
-		allowLocalhostAlways()
+		setReleaseOptions()
 		option.Config.EnableICMPRules = true
 		api.InitEntities(cluster)
 	})
@@ -136,15 +135,15 @@ func newEngine(ids *identities, docs []policyDoc) (*engine, []policyStatus) {
 	configureRepository(e.repo, multi, idMap)
 	var statuses []policyStatus
 	for i, d := range docs {
-		st, ns, entries := parseDoc(d, ids.cluster)
+		st, ns, rules := parseDoc(d, ids.cluster)
 		statuses = append(statuses, st)
-		if entries != nil {
+		if rules != nil {
 			// The repository files rules by the namespace of their resource id, as the agent does.
 			kind := ipcachetypes.ResourceKindCNP
 			if d.kind == "CiliumClusterwideNetworkPolicy" {
 				kind = ipcachetypes.ResourceKindCCNP
 			}
-			e.repo.ReplaceByResource(entries, ipcachetypes.NewResourceID(kind, ns, fmt.Sprintf("doc-%d", i)))
+			replaceByResource(e.repo, rules, ipcachetypes.NewResourceID(kind, ns, fmt.Sprintf("doc-%d", i)))
 		}
 	}
 	for i, id := range ids.list {
@@ -156,9 +155,8 @@ func newEngine(ids *identities, docs []policyDoc) (*engine, []policyStatus) {
 }
 
 // parseDoc runs Cilium's own parsing and sanitising (what the agent does with a CNP/CCNP it receives).
-func parseDoc(d policyDoc, cluster string) (st policyStatus, namespace string, entries policytypes.PolicyEntries) {
+func parseDoc(d policyDoc, cluster string) (st policyStatus, namespace string, rules api.Rules) {
 	st = policyStatus{File: d.file, Line: d.line, Status: "in-force"}
-	var rules api.Rules
 	var err error
 	// Cilium's Go types are what its CRD schema is generated from: a field they lack (like `kafka` on
 	// 1.20) is one a strict apply refuses, so it is decoded strictly.
@@ -207,7 +205,7 @@ func parseDoc(d policyDoc, cluster string) (st policyStatus, namespace string, e
 		st.Reason = err.Error()
 		return st, namespace, nil
 	}
-	return st, namespace, policyutils.RulesToPolicyEntries(rules)
+	return st, namespace, rules
 }
 
 // endpointPolicy distills the policy of pod i, with a proxy port for every redirect (as the agent
@@ -292,12 +290,13 @@ func policyName(la labels.LabelArray) string {
 // l7Policies gives the per-selector policies of pod `ep`'s direction that apply to `peer` on the port:
 // the rules the proxy enforces for this peer. A nil entry is an L3/L4-only allow (every request).
 func (e *engine) l7Policies(epp *policy.EndpointPolicy, ep, peer int, ingress bool, proto u8proto.U8proto, port uint16) []*policy.PerSelectorPolicy {
-	dir := epp.SelectorPolicy.L4Policy.Egress
+	l4p := l4PolicyOf(epp)
+	dir := l4p.Egress
 	if ingress {
-		dir = epp.SelectorPolicy.L4Policy.Ingress
+		dir = l4p.Ingress
 	}
 	var out []*policy.PerSelectorPolicy
-	for l4 := range dir.PortRules.Filters() {
+	for _, l4 := range portFilters(dir) {
 		if l4.U8Proto != 0 && l4.U8Proto != proto {
 			continue
 		}
@@ -317,7 +316,7 @@ func (e *engine) l7Policies(epp *policy.EndpointPolicy, ep, peer int, ingress bo
 			}
 		}
 		for cs, sp := range l4.PerSelectorPolicies {
-			if sp.IsDeny() || !cs.Selects(e.nids[peer]) {
+			if isDeny(sp) || !selects(epp, cs, e.nids[peer]) {
 				continue
 			}
 			out = append(out, sp)

@@ -1,4 +1,4 @@
-//go:build !cilium_v1_20
+//go:build !cilium_v1_18 && !cilium_v1_20
 
 package main
 

@@ -39,10 +39,11 @@ pub struct Release {
     pub tags: &'static str,
 }
 
-/// Every release the oracle can be built for, the default first. 1.20 is built from the same sources with
-/// its own module file and the files tagged `cilium_v1_20` (its engine API and named ports differ, and it
-/// has no Kafka rules).
-pub const RELEASES: [Release; 2] = [
+/// Every release the oracle can be built for, the default first. 1.20 and 1.18 are built from the same
+/// sources with their own module files and the files tagged `cilium_v1_20` / `cilium_v1_18` (their engine
+/// APIs differ; 1.20 also resolves egress named ports per destination and has no Kafka rules). 1.18 is
+/// pinned at v1.18.3, the newest 1.18 patch whose dependencies the Go module proxy serves.
+pub const RELEASES: [Release; 3] = [
     Release {
         release: CILIUM_RELEASE,
         minor: CILIUM_MINOR,
@@ -55,6 +56,12 @@ pub const RELEASES: [Release; 2] = [
         modfile: "go.v1.20.mod",
         tags: "cilium_v1_20",
     },
+    Release {
+        release: "v1.18.3",
+        minor: "1.18",
+        modfile: "go.v1.18.mod",
+        tags: "cilium_v1_18",
+    },
 ];
 
 /// The oracle build that answers for `version` (MAJOR.MINOR), if there is one.
@@ -65,9 +72,13 @@ pub fn release_for(version: crate::model::CiliumVersion) -> Option<&'static Rele
 
 /// The MAJOR.MINOR versions the oracle can answer for, for messages.
 pub fn minors() -> String {
-    RELEASES
+    let mut m: Vec<crate::model::CiliumVersion> = RELEASES
         .iter()
-        .map(|r| r.minor)
+        .filter_map(|r| r.minor.parse().ok())
+        .collect();
+    m.sort();
+    m.iter()
+        .map(|v| v.to_string())
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -278,7 +289,35 @@ pub fn ensure_built_release(repo_root: &Path, r: &Release) -> Result<PathBuf, Or
         });
     }
     std::fs::rename(&tmp, &bin).map_err(|e| OracleError::Io(format!("{}: {e}", bin.display())))?;
+    prune_old_builds(&cache, release, KEEP_BUILDS);
     Ok(bin)
+}
+
+/// How many builds of one release the cache keeps (each is about 115 MB; older sources' builds are only
+/// needed by other checkouts of older commits).
+const KEEP_BUILDS: usize = 3;
+
+/// Removes all but the `keep` newest cached builds of `release` (best effort: a build another process is
+/// running keeps working, its file is only unlinked).
+fn prune_old_builds(cache: &Path, release: &str, keep: usize) {
+    let prefix = format!("oracle-{release}-");
+    let Ok(entries) = std::fs::read_dir(cache) else {
+        return;
+    };
+    let mut builds: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name().to_str().is_some_and(|n| {
+                n.strip_prefix(&prefix)
+                    .is_some_and(|h| h.len() == 16 && h.chars().all(|c| c.is_ascii_hexdigit()))
+            })
+        })
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    builds.sort_by_key(|b| std::cmp::Reverse(b.0));
+    for (_, p) in builds.into_iter().skip(keep) {
+        let _ = std::fs::remove_file(p);
+    }
 }
 
 /// Removes the build lock when the build ends, however it ends.
@@ -768,4 +807,46 @@ pub fn differential_on_wire(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prune_old_builds;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn pruning_keeps_the_newest_builds_of_a_release_and_leaves_others_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let now = SystemTime::now();
+        let names = [
+            "oracle-v1.19.7-0000000000000001",
+            "oracle-v1.19.7-0000000000000002",
+            "oracle-v1.19.7-0000000000000003",
+            "oracle-v1.19.7-0000000000000004",
+            "oracle-v1.20.2-0000000000000001",
+            "oracle-v1.19.7-0000000000000005.lock",
+        ];
+        for (age, name) in (0u64..).zip(names.iter().rev()) {
+            let p = dir.path().join(name);
+            std::fs::write(&p, b"x").expect("write");
+            let f = std::fs::File::options().write(true).open(&p).expect("open");
+            f.set_modified(now - Duration::from_secs(60 * (age + 1)))
+                .expect("mtime");
+        }
+        prune_old_builds(dir.path(), "v1.19.7", 2);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("read")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "oracle-v1.19.7-0000000000000003",
+                "oracle-v1.19.7-0000000000000004",
+                "oracle-v1.19.7-0000000000000005.lock",
+                "oracle-v1.20.2-0000000000000001",
+            ]
+        );
+    }
 }

@@ -114,6 +114,30 @@ fn every_scenario_of_both_postures_gets_the_verdict_ciliums_1_20_engine_gives() 
     );
 }
 
+/// Cilium 1.18 (v1.18.3): Kafka rules still exist; egress named ports resolve cluster-wide as on 1.19.
+#[test]
+fn every_scenario_of_both_postures_gets_the_verdict_ciliums_1_18_engine_gives() {
+    let r = oracle::release_for(CiliumVersion::new(1, 18)).expect("a 1.18 build");
+    let o = Oracle::build(&root(), r).unwrap_or_else(|e| panic!("{e}"));
+    let mut all = Vec::new();
+    for posture in ["seed", "hardened"] {
+        let t = differential_on(posture, &o, "1.18");
+        eprintln!(
+            "{posture}: {} scenarios on Cilium {}: {} agree, {} disagree",
+            t.queries,
+            r.release,
+            t.queries - t.disagreements.len().min(t.queries),
+            t.disagreements.len()
+        );
+        all.extend(t.disagreements);
+    }
+    assert!(
+        all.is_empty(),
+        "the model and Cilium 1.18's policy engine disagree:\n{}",
+        all.join("\n")
+    );
+}
+
 fn harness_check(args: &[&str]) -> (i32, String) {
     // The oracle must be built first (a missing Go fails here, saying so).
     let _ = built_oracle();
@@ -151,10 +175,12 @@ fn check_with_oracle_prints_that_ciliums_engine_agrees_on_every_flow_scenario() 
 
 #[test]
 fn check_with_oracle_refuses_a_version_the_oracle_is_not_built_for() {
-    let (code, stderr) = harness_check(&["--oracle", "--cilium-version", "1.18"]);
+    let (code, stderr) = harness_check(&["--oracle", "--cilium-version", "1.17"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(
-        stderr.contains("cannot check --cilium-version 1.18"),
+        stderr.contains(
+            "built for Cilium 1.18, 1.19, 1.20 only; it cannot check --cilium-version 1.17"
+        ),
         "{stderr}"
     );
 }

@@ -1011,6 +1011,13 @@ fn generated_policies_and_flows_get_the_verdicts_ciliums_1_20_engine_gives() {
     generated_differential(r, "_1_20", DEFAULT_CASES / 5);
 }
 
+/// The same on Cilium 1.18 (v1.18.3), with fewer cases by default.
+#[test]
+fn generated_policies_and_flows_get_the_verdicts_ciliums_1_18_engine_gives() {
+    let r = oracle::release_for(CiliumVersion::new(1, 18)).expect("a 1.18 build");
+    generated_differential(r, "_1_18", DEFAULT_CASES / 5);
+}
+
 /// `HARNESS_ORACLE_CASES{suffix}` and `HARNESS_ORACLE_SEED{suffix}` override the case count and seed.
 fn generated_differential(release: &'static oracle::Release, suffix: &str, default_cases: usize) {
     RELEASE.with(|r| r.set(release));
