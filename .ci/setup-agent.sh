@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Prepares a fresh Debian machine (run as root) for the agent's tests (workloads/agent).
+# Prepares a fresh Debian or Ubuntu machine (as root, or a user with passwordless sudo, such as GitHub's
+# runners) for the agent's tests (workloads/agent).
 #
 # The tests start their own servers: PostgreSQL from its server binaries (initdb/pg_ctl in a temp dir on
 # a loopback port, run as `nobody` when the tests run as root) and the `tansu` Kafka broker with
@@ -31,6 +32,18 @@ newest_pg_bin() {
     printf '%s' "${best}"
 }
 
+# as_root CMD...: run as root (directly, or with passwordless sudo).
+as_root() {
+    if [[ $(id -u) == 0 ]]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+        sudo -n "$@"
+    else
+        log "need root (or passwordless sudo) to run: $*"
+        return 1
+    fi
+}
+
 packages=()
 [[ -n "$(newest_pg_bin)" ]] || packages+=(postgresql)
 command -v cc >/dev/null 2>&1 || packages+=(gcc libc6-dev)
@@ -42,9 +55,8 @@ command -v kill >/dev/null 2>&1 || packages+=(procps)
 
 if ((${#packages[@]} > 0)); then
     log "installing ${packages[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${packages[@]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}"
 fi
 
 pg_bin="$(newest_pg_bin)"
