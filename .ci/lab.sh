@@ -9,6 +9,9 @@
 #   json`, field `proxied`, DNS excluded) and accepted by name, so that any other not-applicable scenario
 #   still fails the run.
 # - Also checks `up` is idempotent (a second `up` keeps the running lab).
+# - The lab runs quiet (CNP_LAB_HEARTBEAT=off): no background datagram makes Hubble serve a probe's last
+#   event, as on a quiet kind node, so the runner's nudge (runner::NUDGE_PORT) has to; a DNS deny then is
+#   decided, not inconclusive.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -49,6 +52,7 @@ print(",".join(ids))
 ' || true
 }
 
+export CNP_LAB_HEARTBEAT=off
 harness up --backend lab
 t=$SECONDS
 harness up --backend lab

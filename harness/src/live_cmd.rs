@@ -271,6 +271,7 @@ pub fn conform(root: &Path, backend: Backend, a: ConformArgs) -> Outcome {
             expect: a.expect,
             connect_timeout_ms: probe_wire::DEFAULT_CONNECT_TIMEOUT_MS,
             timeout_ms: probe_wire::DEFAULT_TIMEOUT_MS,
+            nudge_after: RunOptions::default().nudge_after,
         },
     )
 }
@@ -377,6 +378,8 @@ pub struct RunArgs {
     pub expect: Expect,
     pub connect_timeout_ms: u64,
     pub timeout_ms: u64,
+    /// The runner's nudge (`RunOptions::nudge_after`).
+    pub nudge_after: Option<std::time::Duration>,
 }
 
 /// Run the suite on the test bed; the results file is written even when set-up fails part way.
@@ -436,6 +439,7 @@ pub fn run(root: &Path, a: RunArgs) -> Outcome {
                     total_ms: a.timeout_ms,
                 },
                 concurrency: a.concurrency,
+                nudge_after: a.nudge_after,
                 ..RunOptions::default()
             };
             rt.block_on(async {
@@ -659,6 +663,7 @@ pub fn upgrade(root: &Path, a: UpgradeArgs) -> Outcome {
         expect: Expect::Intent,
         connect_timeout_ms: probe_wire::DEFAULT_CONNECT_TIMEOUT_MS,
         timeout_ms: probe_wire::DEFAULT_TIMEOUT_MS,
+        nudge_after: RunOptions::default().nudge_after,
     };
     apply(root, &a.posture, &a.posture_dir)?;
     let before_file = out_dir.join("upgrade-before.json");

@@ -166,6 +166,12 @@ enum Command {
         /// Probe overall deadline in milliseconds.
         #[arg(long, default_value_t = probe_wire::DEFAULT_TIMEOUT_MS)]
         timeout_ms: u64,
+        /// When a probe's client has finished and Hubble has not decided within this many milliseconds,
+        /// send a nudge: a TCP connect from the same source to the destination's port 9. Hubble serves an
+        /// event only once the next one is written, so on a quiet node a probe's last event (such as the
+        /// DNS proxy's record of a refused query) otherwise waits for other traffic. 0: never nudge.
+        #[arg(long, default_value_t = 100)]
+        hubble_nudge_ms: u64,
     },
     /// Remove the test bed (cluster, outside hosts, network; on an existing cluster exactly what `up`
     /// created) and check that nothing is left.
@@ -578,6 +584,7 @@ fn run(cli: Cli) -> Result<ExitCode, InputError> {
             expect,
             connect_timeout_ms,
             timeout_ms,
+            hubble_nudge_ms,
         } => {
             let posture_dir = posture_dir(&root, &posture)?;
             let results = if results.is_absolute() {
@@ -598,6 +605,8 @@ fn run(cli: Cli) -> Result<ExitCode, InputError> {
                     expect,
                     connect_timeout_ms,
                     timeout_ms,
+                    nudge_after: (hubble_nudge_ms > 0)
+                        .then(|| std::time::Duration::from_millis(hubble_nudge_ms)),
                 },
             ))
         }

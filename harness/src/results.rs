@@ -145,6 +145,10 @@ pub struct HubbleEvidence {
     /// on one line: time, node, source -> destination, verdict, drop reason, direction, L7 record>"}`.
     #[serde(default)]
     pub flows: Vec<serde_json::Value>,
+    /// Whether the runner sent a nudge to get the probe's last event out of Hubble (the client had
+    /// finished and Hubble had not decided; `runner::NUDGE_PORT`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nudged: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]

@@ -54,6 +54,9 @@ enum Script {
     DropUntilStopped(Vec<Kind>),
     /// Never answer and ignore the stop line (a hung exec stream): only the runner can end it.
     Hang,
+    /// Answer with this outcome at once, but hold these flows back until the next command runs on the bed,
+    /// as Hubble's ring serves an event only once the next one is written (a quiet node).
+    HeldBack(Outcome, Vec<Kind>),
 }
 
 /// How long an answering fake agent keeps the probe running after its flows were streamed.
@@ -74,6 +77,9 @@ enum Kind {
     OtherDrop,
 }
 
+/// A flow held back: its kind, source, destination, port, HTTP method and path.
+type HeldFlow = (Kind, Place, Place, u16, String, String);
+
 struct FakeBed {
     places: HashMap<String, Place>,
     scripts: HashMap<(String, String), Script>,
@@ -84,6 +90,10 @@ struct FakeBed {
     in_flight: Mutex<HashMap<String, usize>>,
     max_in_flight_per_key: AtomicUsize,
     stopped_early: AtomicUsize,
+    /// Flows held back ([`Script::HeldBack`]): written when the next command runs.
+    held: Mutex<Vec<HeldFlow>>,
+    /// Nudges received (TCP connects to the runner's nudge port).
+    nudges: AtomicUsize,
 }
 
 /// Counts a probe in flight for its (source, target) key until dropped, also when the runner abandons it.
@@ -155,6 +165,8 @@ impl FakeBed {
             in_flight: Mutex::new(HashMap::new()),
             max_in_flight_per_key: AtomicUsize::new(0),
             stopped_early: AtomicUsize::new(0),
+            held: Mutex::new(Vec::new()),
+            nudges: AtomicUsize::new(0),
         })
     }
 
@@ -369,6 +381,15 @@ impl TestBed for FakeBed {
                     )
                 };
                 tokio::time::sleep(Duration::from_millis(20)).await;
+                // This command's traffic is the next event: what Hubble held back is served now.
+                let held = std::mem::take(&mut *self.held.lock().expect("lock"));
+                for (f, a, b, p, m, pa) in held {
+                    self.push(f, &a, &b, p, &m, &pa);
+                }
+                if port == runner::NUDGE_PORT && kind == ProbeKind::Tcp {
+                    self.nudges.fetch_add(1, Ordering::SeqCst);
+                    return Ok(answer(Outcome::Refused, kind, &target, "nudge"));
+                }
                 match script {
                     Script::Answer(outcome, flows) => {
                         for f in flows {
@@ -396,6 +417,20 @@ impl TestBed for FakeBed {
                         }
                     }
                     Script::Hang => std::future::pending().await,
+                    Script::HeldBack(outcome, flows) => {
+                        let mut held = self.held.lock().expect("lock");
+                        for f in flows {
+                            held.push((
+                                f,
+                                src.clone(),
+                                dst.clone(),
+                                port,
+                                method.clone(),
+                                path.clone(),
+                            ));
+                        }
+                        Ok(answer(outcome, kind, &target, "scripted"))
+                    }
                 }
             };
             testbed::exec::signal_on_cancel(agent, Some(stdin), cancel).await
@@ -437,6 +472,14 @@ fn fast() -> RunOptions {
         early_stop: true,
         hubble_margin: Duration::from_millis(400),
         exec_overhead: Duration::from_millis(500),
+        nudge_after: None,
+    }
+}
+
+fn nudging() -> RunOptions {
+    RunOptions {
+        nudge_after: Some(Duration::from_millis(50)),
+        ..fast()
     }
 }
 
@@ -881,4 +924,75 @@ async fn the_summary_counts_not_applicable_apart_and_never_as_passed() {
         false,
         &accept
     ));
+}
+
+#[tokio::test]
+async fn a_last_event_hubble_holds_back_is_brought_out_by_a_nudge() {
+    let l = loaded("hardened");
+    let mut bed = FakeBed::new(&l, true);
+    set(
+        &mut bed,
+        "frontend/frontend",
+        "backend/api",
+        Script::HeldBack(Outcome::ProxyDenied, vec![Kind::Http { denied: true }]),
+    );
+    let started = std::time::Instant::now();
+    let rs = runner::run(
+        bed.as_ref(),
+        &l.model,
+        &only(&l, &["api-delete-order"]),
+        &nudging(),
+    )
+    .await;
+    let took = started.elapsed();
+    assert_eq!(rs[0].status, Status::Pass, "{}", rs[0].reason);
+    assert_eq!(bed.nudges.load(Ordering::SeqCst), 1);
+    assert!(rs[0].hubble.as_ref().expect("hubble").nudged);
+    // Decided on the nudge, not at the end of the 400 ms margin.
+    assert!(took < Duration::from_millis(300), "took {took:?}");
+}
+
+#[tokio::test]
+async fn without_a_nudge_a_held_back_last_event_leaves_the_verdict_inconclusive() {
+    let l = loaded("hardened");
+    let mut bed = FakeBed::new(&l, true);
+    set(
+        &mut bed,
+        "frontend/frontend",
+        "backend/api",
+        Script::HeldBack(Outcome::ProxyDenied, vec![Kind::Http { denied: true }]),
+    );
+    let rs = run(&bed, &l.model, &only(&l, &["api-delete-order"])).await;
+    assert_eq!(rs[0].status, Status::Inconclusive, "{}", rs[0].reason);
+    assert_eq!(bed.nudges.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_verdict_hubble_gives_before_the_client_ends_sends_no_nudge() {
+    let l = loaded("hardened");
+    let mut bed = FakeBed::new(&l, true);
+    set(
+        &mut bed,
+        "attacker/attacker",
+        "backend/api",
+        Script::DropUntilStopped(vec![Kind::IngressDrop]),
+    );
+    set(
+        &mut bed,
+        "frontend/frontend",
+        "backend/api",
+        Script::Answer(Outcome::ProxyDenied, vec![Kind::Http { denied: true }]),
+    );
+    let rs = runner::run(
+        bed.as_ref(),
+        &l.model,
+        &only(&l, &["api-from-attacker", "api-delete-order"]),
+        &nudging(),
+    )
+    .await;
+    for r in &rs {
+        assert_eq!(r.status, Status::Pass, "{}: {}", r.id, r.reason);
+        assert!(!r.hubble.as_ref().expect("hubble").nudged, "{}", r.id);
+    }
+    assert_eq!(bed.nudges.load(Ordering::SeqCst), 0);
 }

@@ -122,7 +122,20 @@ pub struct RunOptions {
     pub hubble_margin: Duration,
     /// Extra time the test bed may take to start and end a probe command.
     pub exec_overhead: Duration,
+    /// When the client has finished and Hubble has not decided within this time, send a nudge (see
+    /// [`NUDGE_PORT`]); `None`: never.
+    pub nudge_after: Option<Duration>,
 }
+
+/// The port of the nudge: a TCP connect from the probe's source to its destination on this port (the
+/// discard port), whose own flows no probe of another port can be confused with. Hubble's server serves
+/// an event only once the next one is written (its ring reads up to the last write but one), so on a quiet
+/// node the probe's last event (a DNS proxy's record of a refused query comes after the client's answer)
+/// waits for whatever traffic comes next, and the verdict can time out inconclusive. The nudge is that
+/// next traffic, on the nodes of both ends. [`NUDGE_PORT_ALT`] is used when the probe's own port is 9.
+pub const NUDGE_PORT: u16 = 9;
+/// The nudge's port for a probe of port 9 (the daytime port).
+pub const NUDGE_PORT_ALT: u16 = 13;
 
 impl Default for RunOptions {
     fn default() -> Self {
@@ -132,6 +145,7 @@ impl Default for RunOptions {
             early_stop: true,
             hubble_margin: Duration::from_millis(1500),
             exec_overhead: Duration::from_secs(10),
+            nudge_after: Some(Duration::from_millis(100)),
         }
     }
 }
@@ -218,6 +232,7 @@ fn hubble_evidence(report: &hubble::ProbeReport) -> HubbleEvidence {
             .decisive_flows()
             .map(|m| serde_json::json!({"role": format!("{:?}", m.role), "flow": m.flow.to_string()}))
             .collect(),
+        nudged: false,
     }
 }
 
@@ -311,6 +326,7 @@ async fn run_flow(
         }
     };
     tokio::pin!(exec);
+    let mut nudged = false;
     let (exec_result, report) = match handle {
         Ok((early, late)) => {
             let verdict = early.verdict(hubble_deadline);
@@ -322,7 +338,11 @@ async fn run_flow(
                     // events), so the reason of an inconclusive column is never lost.
                     let now = Instant::now();
                     let margin = (now + opts.hubble_margin).min(hubble_deadline.max(now));
-                    (out, Ok(late.verdict(margin).await))
+                    let nudge = Nudge { bed, from, ip: dst.ip, port, timeouts: opts.timeouts };
+                    let (rep, sent) =
+                        nudged_verdict(late.verdict(margin), opts.nudge_after, nudge).await;
+                    nudged = sent;
+                    (out, Ok(rep))
                 }
                 rep = &mut verdict => {
                     drop(late);
@@ -367,7 +387,9 @@ async fn run_flow(
     // Hubble column.
     let hubble_read = match report {
         Ok(rep) => {
-            r.hubble = Some(hubble_evidence(&rep));
+            let mut evidence = hubble_evidence(&rep);
+            evidence.nudged = nudged;
+            r.hubble = Some(evidence);
             hubble_reading(&rep.verdict)
         }
         Err(why) => Reading::Unclear(format!("no Hubble evidence: {why}")),
@@ -378,6 +400,75 @@ async fn run_flow(
     r.reason = j.reason;
     r.model_divergence = j.model_divergence;
     r
+}
+
+/// What a nudge needs: the bed, the probe's source and destination.
+struct Nudge<'a> {
+    bed: &'a dyn TestBed,
+    from: &'a str,
+    ip: IpAddr,
+    port: u16,
+    timeouts: ProbeTimeouts,
+}
+
+impl Nudge<'_> {
+    /// The agent command: a TCP connect to the destination's nudge port, short enough to end well within
+    /// the margin (its outcome is not read).
+    fn args(&self) -> Vec<String> {
+        let port = if self.port == NUDGE_PORT {
+            NUDGE_PORT_ALT
+        } else {
+            NUDGE_PORT
+        };
+        let target = match self.ip {
+            IpAddr::V4(v4) => format!("{v4}:{port}"),
+            IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+        };
+        probe_wire::ProbeSpec {
+            target,
+            connect_timeout_ms: self.timeouts.connect_ms.min(300),
+            timeout_ms: self.timeouts.total_ms.min(300),
+            request: probe_wire::ProbeRequest::Tcp,
+            cancel_on_stdin: true,
+        }
+        .to_args()
+    }
+}
+
+/// The verdict at the margin; when it is not decided within `after`, a nudge is sent from the probe's
+/// source while the wait goes on. Returns the report and whether a nudge was sent.
+async fn nudged_verdict(
+    verdict: impl Future<Output = hubble::ProbeReport>,
+    after: Option<Duration>,
+    nudge: Nudge<'_>,
+) -> (hubble::ProbeReport, bool) {
+    tokio::pin!(verdict);
+    let Some(after) = after else {
+        return (verdict.await, false);
+    };
+    tokio::select! {
+        rep = &mut verdict => return (rep, false),
+        _ = tokio::time::sleep(after) => {}
+    }
+    let cancel = CancellationToken::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let exec = nudge
+        .bed
+        .exec(nudge.from, nudge.args(), deadline, cancel.clone());
+    tokio::pin!(exec);
+    let mut exec_done = false;
+    let rep = loop {
+        tokio::select! {
+            rep = &mut verdict => break rep,
+            _ = &mut exec, if !exec_done => exec_done = true,
+        }
+    };
+    if !exec_done {
+        // The nudge's command is not left behind: it is told to stop, and awaited (bounded).
+        cancel.cancel();
+        let _ = tokio::time::timeout_at(deadline, exec).await;
+    }
+    (rep, true)
 }
 
 /// Run a configuration check scenario (Hubble metrics on every agent).

@@ -747,9 +747,16 @@ pub async fn up_lab(
     // Hubble's ring buffer serves an event only once the next one is written: on this otherwise quiet
     // node, the last event of a probe (the DNS proxy's record of a refused query comes after the reply)
     // would wait for the next probe. A real node's background traffic does this; here a heartbeat.
+    // `CNP_LAB_HEARTBEAT=off` leaves the node quiet, as a kind node can be (the runner's nudge then has
+    // to get the last event out).
+    let heartbeat = std::env::var("CNP_LAB_HEARTBEAT").map_or(true, |v| v != "off");
+    if !heartbeat {
+        progress.detail("Hubble heartbeat: off (CNP_LAB_HEARTBEAT=off)");
+    }
     if let Some((_, dns_ip)) = started
         .iter()
         .find(|(p, _)| p.metadata.name.as_deref() == Some(KUBE_DNS_POD))
+        .filter(|_| heartbeat)
     {
         let ip = dns_ip.to_string();
         step(
