@@ -499,7 +499,7 @@ pub fn run(root: &Path, a: RunArgs) -> Outcome {
     let refused = harness::runner::accept::unaccepted(&results.scenarios, &accept);
     if !refused.is_empty() {
         eprintln!(
-            "{} scenario(s) not applicable on this test bed, which fails the run (accept them explicitly with {}=id,id or *):",
+            "{} scenario(s) not applicable on this test bed, which fails the run (accept them explicitly with {}=id,id, no-envoy for those that need Envoy, or *):",
             refused.len(),
             harness::runner::accept::ACCEPT_ENV
         );

@@ -196,6 +196,11 @@ pub struct ScenarioResult {
     pub note: Option<String>,
     #[serde(default)]
     pub timings: Timings,
+    /// Not applicable because the test bed has no Envoy and the model sends this traffic to Envoy for its
+    /// HTTP or Kafka rules (`runner::needs_envoy`); `no-envoy` in `HARNESS_ACCEPT_NOT_APPLICABLE` accepts
+    /// exactly these.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub needs_envoy: bool,
 }
 
 impl ScenarioResult {
@@ -227,6 +232,7 @@ impl ScenarioResult {
             model_divergence: false,
             note: s.note.clone(),
             timings: Timings::default(),
+            needs_envoy: false,
         }
     }
 }

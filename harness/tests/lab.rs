@@ -10,7 +10,8 @@
 //!
 //! The lab has no Envoy: a scenario whose traffic the model says is redirected to Envoy (an HTTP or Kafka
 //! rule) is not applicable there and fails with that reason unless listed in
-//! `HARNESS_ACCEPT_NOT_APPLICABLE` (ids separated by commas, or `*`); it is never a pass.
+//! `HARNESS_ACCEPT_NOT_APPLICABLE` (ids separated by commas, `no-envoy` for all such scenarios, or `*`);
+//! it is never a pass.
 
 mod common;
 

@@ -2,24 +2,29 @@
 //! scenario's result ends a live test.
 //!
 //! A scenario is not applicable when the test bed cannot run it (no outside hosts on an existing cluster,
-//! peers the model cannot place). Unless the user accepts it by name, in [`ACCEPT_ENV`], such a scenario
-//! fails its live test and makes `harness run` exit 1, with the reason. An accepted one is still reported,
-//! never counted as passed.
+//! peers the model cannot place, traffic for Envoy on a bed without one). Unless the user accepts it, by
+//! name or by the missing Envoy, in [`ACCEPT_ENV`], such a scenario fails its live test and makes
+//! `harness run` exit 1, with the reason. An accepted one is still reported, never counted as passed.
 
 use std::collections::BTreeSet;
 
 use crate::results::{ScenarioResult, Status};
 
-/// The environment variable listing the not-applicable scenarios a live run accepts: scenario ids
-/// separated by commas (`edge-outsider-https,edge-partner-https`), or `*` for every scenario.
+/// The environment variable listing the not-applicable scenarios a live run accepts, separated by commas:
+/// scenario ids (`edge-outsider-https,edge-partner-https`), `no-envoy` for those whose traffic the model
+/// sends to Envoy on a test bed without one (the lab), or `*` for every scenario.
 pub const ACCEPT_ENV: &str = "HARNESS_ACCEPT_NOT_APPLICABLE";
 
 /// The not-applicable scenarios a run accepts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AcceptNotApplicable {
     all: bool,
+    no_envoy: bool,
     ids: BTreeSet<String>,
 }
+
+/// The word of [`ACCEPT_ENV`] that accepts the scenarios not applicable for want of Envoy.
+pub const NO_ENVOY: &str = "no-envoy";
 
 impl AcceptNotApplicable {
     /// Accepts none.
@@ -27,14 +32,17 @@ impl AcceptNotApplicable {
         Self::default()
     }
 
-    /// From a list of ids separated by commas (blanks around them ignored); `*` accepts every scenario.
+    /// From a list of ids separated by commas (blanks around them ignored); `*` accepts every scenario,
+    /// [`NO_ENVOY`] those that need Envoy on a bed without one.
     pub fn parse(list: &str) -> Self {
         let mut out = Self::default();
         for id in list.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-            if id == "*" {
-                out.all = true;
-            } else {
-                out.ids.insert(id.to_string());
+            match id {
+                "*" => out.all = true,
+                NO_ENVOY => out.no_envoy = true,
+                _ => {
+                    out.ids.insert(id.to_string());
+                }
             }
         }
         out
@@ -47,9 +55,9 @@ impl AcceptNotApplicable {
             .unwrap_or_default()
     }
 
-    /// Whether the scenario `id` may be not applicable.
-    pub fn accepts(&self, id: &str) -> bool {
-        self.all || self.ids.contains(id)
+    /// Whether the scenario of this result may be not applicable.
+    pub fn accepts(&self, r: &ScenarioResult) -> bool {
+        self.all || self.ids.contains(&r.id) || (self.no_envoy && r.needs_envoy)
     }
 }
 
@@ -74,15 +82,16 @@ pub fn test_outcome(
 ) -> TestOutcome {
     let ok = match r.status {
         Status::NotApplicable => {
-            return if accept.accepts(&r.id) {
+            return if accept.accepts(r) {
                 TestOutcome::AcceptedNotApplicable(format!(
                     "NOT APPLICABLE (accepted in {ACCEPT_ENV}), not passed: {}: {}",
                     r.id, r.reason
                 ))
             } else {
                 TestOutcome::Failed(format!(
-                    "not applicable: {}\n  The scenario could not run on this test bed, so nothing was proven. Fix the test bed, or accept it explicitly with {ACCEPT_ENV}={} (ids separated by commas, or *).",
-                    r.reason, r.id
+                    "not applicable: {}\n  The scenario could not run on this test bed, so nothing was proven. Fix the test bed, or accept it explicitly with {ACCEPT_ENV}={} (ids separated by commas, {NO_ENVOY} for every scenario that needs Envoy, or *).",
+                    r.reason,
+                    if r.needs_envoy { NO_ENVOY } else { &r.id }
                 ))
             };
         }
@@ -105,7 +114,7 @@ pub fn run_succeeded(
     accept: &AcceptNotApplicable,
 ) -> bool {
     scenarios.iter().all(|s| match s.status {
-        Status::NotApplicable => accept.accepts(&s.id),
+        Status::NotApplicable => accept.accepts(s),
         Status::Inconclusive => false,
         _ if expect_model => !s.model_divergence,
         status => status == Status::Pass,
@@ -119,7 +128,7 @@ pub fn unaccepted<'a>(
 ) -> Vec<&'a ScenarioResult> {
     scenarios
         .iter()
-        .filter(|s| s.status == Status::NotApplicable && !accept.accepts(&s.id))
+        .filter(|s| s.status == Status::NotApplicable && !accept.accepts(s))
         .collect()
 }
 
@@ -195,12 +204,30 @@ mod tests {
 
     #[test]
     fn the_accept_list_takes_ids_or_a_star() {
+        let na = |id: &str| result(id, Status::NotApplicable, false);
         let a = AcceptNotApplicable::parse(" edge-outsider-https , edge-partner-https,");
-        assert!(a.accepts("edge-outsider-https") && a.accepts("edge-partner-https"));
-        assert!(!a.accepts("edge-lb-https"));
-        assert!(AcceptNotApplicable::parse("*").accepts("anything"));
-        assert!(!AcceptNotApplicable::none().accepts("edge-outsider-https"));
-        assert!(!AcceptNotApplicable::parse("").accepts(""));
+        assert!(a.accepts(&na("edge-outsider-https")) && a.accepts(&na("edge-partner-https")));
+        assert!(!a.accepts(&na("edge-lb-https")));
+        assert!(AcceptNotApplicable::parse("*").accepts(&na("anything")));
+        assert!(!AcceptNotApplicable::none().accepts(&na("edge-outsider-https")));
+        assert!(!AcceptNotApplicable::parse("").accepts(&na("")));
+    }
+
+    #[test]
+    fn no_envoy_accepts_exactly_the_scenarios_that_need_envoy() {
+        let a = AcceptNotApplicable::parse("no-envoy");
+        let mut l7 = result("api-delete-order", Status::NotApplicable, false);
+        l7.needs_envoy = true;
+        assert!(a.accepts(&l7));
+        assert!(matches!(
+            test_outcome(&l7, false, &a),
+            TestOutcome::AcceptedNotApplicable(_)
+        ));
+        // Not applicable for another reason (no outside hosts): not accepted by `no-envoy`.
+        let outside = result("edge-outsider-https", Status::NotApplicable, false);
+        assert!(!a.accepts(&outside));
+        assert!(!run_succeeded(&[l7.clone(), outside], false, &a));
+        assert!(run_succeeded(&[l7], false, &a));
     }
 
     #[test]

@@ -271,6 +271,7 @@ async fn run_flow(
         && needs_envoy(request, &model)
     {
         r.status = Status::NotApplicable;
+        r.needs_envoy = true;
         r.reason = format!(
             "not applicable ({why}): the model says this traffic is redirected to Envoy for its L7 rules"
         );
