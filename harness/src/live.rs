@@ -191,6 +191,9 @@ impl LiveBed {
     }
 }
 
+/// How long to wait for the follow call's answer right after a successful health check.
+const HEALTHY_ANSWER_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// One follow stream from Hubble Relay for a run, reopened when it ends (a Relay restart, a dropped
 /// connection): probes waiting on the old stream resolve inconclusive, later probes use the new one.
 pub struct RelayWatch {
@@ -227,10 +230,18 @@ impl RelayWatch {
                 .await
                 .map_err(|e| e.to_string())?;
         }
+        // Healthy a moment ago: a short wait for the call's answer (a quiet lab agent answers only with
+        // its first flow, and each test process of the nextest profiles opens its own stream).
+        let answer_wait = if check_health {
+            HEALTHY_ANSWER_WAIT
+        } else {
+            hubble::FOLLOW_ANSWER_WAIT
+        };
         client
-            .follow(
+            .follow_waiting(
                 &hubble::FlowsRequest::follow_since(SystemTime::now()),
                 hubble::WatchOptions::default(),
+                answer_wait,
             )
             .await
             .map_err(|e| format!("cannot follow flows from {url}: {e}"))

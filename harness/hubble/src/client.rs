@@ -339,6 +339,23 @@ impl HubbleClient {
         request: &FlowsRequest,
         options: WatchOptions,
     ) -> Result<FlowWatch, ClientError> {
+        self.follow_waiting(request, options, FOLLOW_ANSWER_WAIT)
+            .await
+    }
+
+    /// [`Self::follow`], waiting at most `answer_wait` for the call to be answered. After a health check
+    /// has just shown the server answering, a short wait is enough: on a quiet single agent the full wait
+    /// would be spent waiting for traffic. A refusal after the wait still ends the stream with it (every
+    /// probe waiting on it then resolves inconclusive, never a verdict).
+    ///
+    /// # Errors
+    /// [`ClientError::Rpc`] when the call is refused within `answer_wait`.
+    pub async fn follow_waiting(
+        &self,
+        request: &FlowsRequest,
+        options: WatchOptions,
+        answer_wait: Duration,
+    ) -> Result<FlowWatch, ClientError> {
         let (events_tx, events_rx) = tokio::sync::mpsc::channel(4096);
         let (answer_tx, answer_rx) = tokio::sync::oneshot::channel::<Result<(), ClientError>>();
         let client = self.clone();
@@ -361,7 +378,7 @@ impl HubbleClient {
                 }
             }
         });
-        if let Ok(Ok(Err(e))) = tokio::time::timeout(FOLLOW_ANSWER_WAIT, answer_rx).await {
+        if let Ok(Ok(Err(e))) = tokio::time::timeout(answer_wait, answer_rx).await {
             return Err(e);
         }
         let stream: EventStream = Box::pin(tokio_stream::wrappers::ReceiverStream::new(events_rx));

@@ -58,7 +58,10 @@ pub mod proto {
     }
 }
 
-pub use client::{ClientError, FlowsRequest, HubbleClient, NodeInfo, ServerStatus, scope_filters};
+pub use client::{
+    ClientError, FOLLOW_ANSWER_WAIT, FlowsRequest, HubbleClient, NodeInfo, ServerStatus,
+    scope_filters,
+};
 pub use health::{HealthCheck, HealthError, HealthProblem, HealthReport};
 pub use matcher::{MatchOptions, Matcher, Progress};
 pub use model::{DropReason, Event, Flow, Payload, Protocol};
