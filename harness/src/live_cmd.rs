@@ -130,12 +130,23 @@ fn build_agent(root: &Path) -> Result<PathBuf, Failure> {
         };
     }
     eprintln!("building the in-pod agent for this host: cargo build --locked -p agent");
-    let status =
-        std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-            .args(["build", "--locked", "-p", "agent"])
-            .current_dir(root)
-            .status()
-            .map_err(|e| Failure::Bed(format!("cannot run cargo to build the agent: {e}")))?;
+    let mut cargo =
+        std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cargo
+        .args(["build", "--locked", "-p", "agent"])
+        .current_dir(root);
+    // Under `cargo run`, cargo's variables for the running package (CARGO_MANIFEST_DIR, CARGO_PKG_*, ...)
+    // are in the environment; a build script that reruns when one changes (ring's, on
+    // CARGO_MANIFEST_DIR) would then be rebuilt, with everything above it, on every `up` and again by the
+    // next plain `cargo build`. The child gets the environment of a plain cargo command.
+    for (key, _) in std::env::vars_os() {
+        if key.to_str().is_some_and(is_cargo_run_variable) {
+            cargo.env_remove(&key);
+        }
+    }
+    let status = cargo
+        .status()
+        .map_err(|e| Failure::Bed(format!("cannot run cargo to build the agent: {e}")))?;
     if !status.success() {
         return Err(Failure::Bed(
             "cargo build -p agent failed (see above)".into(),
@@ -153,6 +164,22 @@ fn build_agent(root: &Path) -> Result<PathBuf, Failure> {
             bin.display()
         )))
     }
+}
+
+/// The variables cargo sets for the package it runs (not the user's configuration of cargo).
+fn is_cargo_run_variable(key: &str) -> bool {
+    key.starts_with("CARGO_PKG_")
+        || matches!(
+            key,
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_MANIFEST_LINKS"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_RUSTC_CURRENT_DIR"
+                | "CARGO_TARGET_TMPDIR"
+        )
 }
 
 /// Where `harness conform` runs the suite.
@@ -717,6 +744,28 @@ pub fn upgrade(root: &Path, a: UpgradeArgs) -> Outcome {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_agent_build_drops_the_variables_of_the_running_package_and_keeps_cargos_configuration() {
+        use super::is_cargo_run_variable as run_var;
+        for k in [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_PKG_NAME",
+            "CARGO_PKG_VERSION_MAJOR",
+            "CARGO_BIN_NAME",
+        ] {
+            assert!(run_var(k), "{k}");
+        }
+        for k in [
+            "CARGO",
+            "CARGO_HOME",
+            "CARGO_TARGET_DIR",
+            "CARGO_TERM_COLOR",
+            "CARGO_INCREMENTAL",
+        ] {
+            assert!(!run_var(k), "{k}");
+        }
+    }
+
     #[test]
     fn conform_picks_kind_with_docker_the_lab_without_and_offline_when_neither_can_run() {
         use super::{Backend, Choice, choose_backend};
