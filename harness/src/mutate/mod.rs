@@ -619,7 +619,7 @@ impl Context<'_> {
         let mut http: Vec<Request> = u
             .http
             .iter()
-            .filter(|h| h.host.is_none() && h.path.starts_with('/'))
+            .filter(|h| h.path.starts_with('/'))
             .map(|h| {
                 Request::Http(HttpSpec {
                     method: h.method.clone(),
@@ -642,7 +642,7 @@ impl Context<'_> {
                         })
                         .collect(),
                     body: None,
-                    host: None,
+                    host: h.host.clone(),
                 })
             })
             .collect();
@@ -721,7 +721,14 @@ impl Context<'_> {
             )
         });
         for (from, to, port, proto, _) in tuples.into_iter().take(64) {
-            for req in self.scenario_requests(*to, *port, *proto) {
+            for mut req in self.scenario_requests(*to, *port, *proto) {
+                // The authority the probe sends (and a loaded scenario gets): the model decides `host:`
+                // rules on it, so the mutant is judged on the request the scenario will make.
+                if let Request::Http(h) | Request::Https(h) = &mut req
+                    && h.host.is_none()
+                {
+                    h.host = Some(crate::scenario::default_authority(&ids[*to].name, *port));
+                }
                 let flow = Flow {
                     from: *from,
                     to: *to,

@@ -506,18 +506,26 @@ fn collect_http(
     headers: &mut BTreeMap<String, BTreeSet<String>>,
     note: &mut impl FnMut(String),
 ) {
-    let mut lits =
-        |re: &Option<crate::policy::PolicyRegex>, into: &mut BTreeSet<String>, what: &str| {
-            if let Some(r) = re {
-                match simple_alternatives(&r.source) {
-                    Some(alts) => into.extend(alts.into_iter().map(|(l, _)| l)),
-                    None => note(format!(
+    let mut lits = |re: &Option<crate::policy::PolicyRegex>,
+                    into: &mut BTreeSet<String>,
+                    what: &str| {
+        if let Some(r) = re {
+            match simple_alternatives(&r.source) {
+                Some(alts) => into.extend(alts.into_iter().map(|(l, _)| l)),
+                None => {
+                    note(format!(
                         "the {what} regex `{}` is not a literal (optionally ending in .* or .+)",
                         r.source
-                    )),
+                    ));
+                    // A regex that matches its own text (`api.backend:8080`, whose dots match
+                    // any character) still gives the request its author meant as a representative.
+                    if r.full_match(&r.source) {
+                        into.insert(r.source.clone());
+                    }
                 }
             }
-        };
+        }
+    };
     lits(&h.method, methods, "method");
     lits(&h.path, paths, "path");
     if h.host.is_some() {
