@@ -14,7 +14,8 @@
 #   lab/kube    kube-apiserver, kube-controller-manager (k8s.io/kubernetes)
 #   lab/cilium  cilium-agent, cilium-operator-generic (built with the tag ipam_provider_operator, as
 #               Cilium's Makefile does), cilium-cni, cilium-dbg, hubble (the Hubble CLI; the lab's flows
-#               are captured with `hubble observe`) (github.com/cilium/cilium), plus Cilium's bpf/ sources,
+#               are captured with `hubble observe`), hubble-relay (the harness reads the flows through it,
+#               as on kind) (github.com/cilium/cilium), plus Cilium's bpf/ sources,
 #               which the agent compiles at run time with clang, and xdsack (lab/cilium/xdsack, the
 #               project's own: acknowledges the agent's xDS updates in place of the missing Envoy)
 # Each component goes to $CACHE/<component>-<version>/ and is rebuilt only when its go.mod, go.sum or Go
@@ -98,7 +99,7 @@ build_kube() {
 }
 
 # The binaries of lab/cilium.
-CILIUM_BINS=(cilium-agent cilium-operator-generic cilium-cni cilium-dbg hubble xdsack)
+CILIUM_BINS=(cilium-agent cilium-operator-generic cilium-cni cilium-dbg hubble hubble-relay xdsack)
 
 build_cilium() {
     local out version src
@@ -107,7 +108,7 @@ build_cilium() {
     up_to_date "$out" cilium "${CILIUM_BINS[@]}" && [[ -f "$out/var/lib/cilium/bpf/bpf_lxc.c" ]] && return 0
     # The version the agent reports (Cilium's Makefile sets the same variable).
     build cilium "$out" "-X github.com/cilium/cilium/pkg/version.ciliumVersion=${version#v}" github.com/cilium/cilium/daemon github.com/cilium/cilium/plugins/cilium-cni \
-        github.com/cilium/cilium/cilium-dbg github.com/cilium/cilium/hubble ./xdsack
+        github.com/cilium/cilium/cilium-dbg github.com/cilium/cilium/hubble github.com/cilium/cilium/hubble-relay ./xdsack
     mv "$out/bin/daemon" "$out/bin/cilium-agent"
     build cilium "$out" "-X github.com/cilium/cilium/pkg/version.ciliumVersion=${version#v}" -tags ipam_provider_operator \
         github.com/cilium/cilium/operator

@@ -10,8 +10,9 @@
 #                                    util-linux, curl, clang-19, llvm-19) with apt-get; idempotent
 #   lab.sh control-plane             node netns, outside network, PKI, etcd, kube-apiserver,
 #                                    kube-controller-manager; waits for /readyz
-#   lab.sh cilium                    starts cilium-operator and cilium-agent in the node netns; waits for the
-#                                    operator's /healthz and `cilium-dbg status`
+#   lab.sh cilium                    starts cilium-operator, cilium-agent and hubble-relay in the node netns;
+#                                    waits for the operator's /healthz, `cilium-dbg status` and Relay with
+#                                    the node connected ($HOST_LINK_NODE:4245, where the harness reads flows)
 #   lab.sh pod-add NS NAME UID USER [--sysctl K=V]... -- CMD...
 #                                    pod netns, `cilium-cni ADD` as kubelet would, then CMD in the pod's
 #                                    netns as USER (uid or name); prints the pod's IPv4 address
@@ -60,6 +61,7 @@ POD_RANGE=10.244.0.0/16
 SERVICE_CIDR=10.96.0.0/16
 API_PORT=6443
 HUBBLE_PORT=4244
+RELAY_PORT=4245
 HUBBLE_METRICS_PORT=9965
 
 log() { printf 'lab: %s\n' "$*" >&2; }
@@ -393,6 +395,22 @@ cilium() {
         "$c/bin/cilium-dbg" status >&2 || true
         exit 1
     }
+    # Hubble Relay, as on kind: it finds the node through the agent's peer service and serves the flows
+    # the harness reads. Plain gRPC both ways (the agent's Hubble server runs without TLS here). Its sort
+    # buffer is drained as often as kind/cilium-values.yaml has it (the default, 1 s, would hold every
+    # verdict back by up to a second).
+    local drain
+    drain="$(awk '$1 == "sortBufferDrainTimeout:" { print $2; exit }' "$repo/kind/cilium-values.yaml")"
+    start hubble-relay "$NODE_NS" "$c/bin/hubble-relay" serve \
+        --peer-service="unix:///var/run/cilium/hubble.sock" --listen-address=":$RELAY_PORT" \
+        --disable-server-tls --disable-client-tls --cluster-name=default --gops=false \
+        ${drain:+--sort-buffer-drain-timeout="$drain"}
+    wait_for hubble-relay 60 relay_connected || alive_or_die hubble-relay
+}
+
+# Relay answers and has the node connected.
+relay_connected() {
+    "$(cilium_dir)/bin/hubble" status --server "$HOST_LINK_NODE:$RELAY_PORT" 2>/dev/null | grep -q "Connected Nodes: 1/1"
 }
 
 netns_of() { printf 'cnplab-p-%s-%s' "$1" "$2" | cut -c1-60; }

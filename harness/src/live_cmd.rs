@@ -322,7 +322,7 @@ fn up_lab(root: &Path) -> Outcome {
             ))
         })?;
     eprintln!(
-        "lab ready: Cilium {}, kubeconfig {}, Hubble {}, state in {}",
+        "lab ready: Cilium {}, kubeconfig {}, Hubble Relay {}, state in {}",
         state.cilium_version.as_deref().unwrap_or("unknown"),
         state
             .kubeconfig

@@ -7,6 +7,7 @@ package tools
 import (
 	_ "github.com/cilium/cilium/cilium-dbg/cmd"
 	_ "github.com/cilium/cilium/daemon/cmd"
+	_ "github.com/cilium/cilium/hubble-relay/cmd"
 	_ "github.com/cilium/cilium/hubble/cmd"
 	_ "github.com/cilium/cilium/operator/cmd"
 	_ "github.com/cilium/cilium/plugins/cilium-cni/cmd"

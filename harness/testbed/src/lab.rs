@@ -47,8 +47,10 @@ pub const NODE_IP: Ipv4Addr = Ipv4Addr::new(10, 31, 0, 2);
 pub const NODE_HOST_LINK_IP: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 2);
 /// The node's pod CIDR (Cilium's IPAM mode `kubernetes` allocates from it).
 pub const POD_CIDR: &str = "10.244.0.0/24";
-/// The agent's Hubble Observer (plain gRPC; the lab has no Relay: one node).
+/// The agent's Hubble Observer (plain gRPC).
 pub const HUBBLE_ADDRESS: &str = "10.88.0.2:4244";
+/// Hubble Relay (plain gRPC), which the harness reads the flows from, as on kind.
+pub const RELAY_ADDRESS: &str = "10.88.0.2:4245";
 /// The agent's Hubble metrics server.
 pub const HUBBLE_METRICS_URL: &str = "http://10.88.0.2:9965/metrics";
 /// Where `scripts/lab.sh` keeps the lab's PKI, kubeconfig, logs and pid files (its `LAB_RUN`).
@@ -563,7 +565,7 @@ pub async fn up_lab(
         cilium_version: Some(version.clone()),
         cilium_namespace: "kube-system".into(),
         agent_image: AGENT_IMAGE.into(),
-        relay_address: Some(HUBBLE_ADDRESS.into()),
+        relay_address: Some(RELAY_ADDRESS.into()),
         outside: OutsideHosts::NotStarted,
         lock_holder: previous
             .as_ref()
