@@ -184,3 +184,38 @@ fn check_with_oracle_refuses_a_version_the_oracle_is_not_built_for() {
         "{stderr}"
     );
 }
+
+/// A cold build of the oracle takes minutes: every test binary that builds it must have the default
+/// profile's long timeout in .config/nextest.toml (the Kafka wire tests once timed out at 2 minutes on a
+/// fresh machine).
+#[test]
+fn every_test_binary_that_builds_the_oracle_has_the_long_timeout() {
+    let config =
+        std::fs::read_to_string(root().join(".config/nextest.toml")).expect("nextest.toml");
+    let filter = config
+        .lines()
+        .skip_while(|l| !l.contains("binary(oracle)"))
+        .find_map(|l| l.trim().strip_prefix("filter = "))
+        .expect("the override of the oracle tests");
+    let mut missing = Vec::new();
+    for entry in std::fs::read_dir(root().join("harness/tests")).expect("tests") {
+        let path = entry.expect("entry").path();
+        let Some(stem) = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .filter(|_| path.extension().is_some_and(|e| e == "rs"))
+        else {
+            continue;
+        };
+        let text = std::fs::read_to_string(&path).expect("test source");
+        if text.contains(concat!("Oracle::", "build("))
+            && !filter.contains(&format!("binary({stem})"))
+        {
+            missing.push(stem.to_string());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "test binaries that build the oracle without the long timeout in .config/nextest.toml: {missing:?}"
+    );
+}
