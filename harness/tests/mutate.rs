@@ -62,24 +62,11 @@ fn table_ends_with_the_score_line() {
 #[test]
 fn a_suite_that_misses_a_mistake_exits_1_and_proposes_a_scenario() {
     // The seed posture's own scenarios do not matter here: use the hardened posture with one scenario.
-    let dir = tempfile::tempdir().expect("tempdir");
     let r = root();
-    std::fs::create_dir_all(dir.path().join("fixtures/scenarios")).expect("mkdir");
-    std::fs::write(
-        dir.path().join("fixtures/stack.yaml"),
-        std::fs::read_to_string(r.join("fixtures/stack.yaml"))
-            .expect("stack")
-            .replace(
-                "../workloads/manifests",
-                r.join("workloads/manifests").to_str().expect("utf8"),
-            ),
-    )
-    .expect("write stack");
-    std::fs::write(
-        dir.path().join("fixtures/scenarios/s.yaml"),
+    let dir = temp_root(
         "phase: api\nscenarios:\n- id: api-get-orders\n  description: d\n  from: frontend/frontend\n  to: backend/api\n  port: 8080\n  request: {http: {method: GET, path: /api/v1/orders, headers: {Authorization: Bearer t}}}\n  intent: allow\n",
-    )
-    .expect("write scenarios");
+        "",
+    );
     let posture = r.join("policies/hardened");
     let out = Command::new(env!("CARGO_BIN_EXE_harness"))
         .args([
@@ -114,8 +101,8 @@ fn bad_operator_and_bad_posture_exit_2() {
     assert_eq!(code, 2, "{err}");
 }
 
-/// A temporary root with the project's stack, `scenarios` as its only scenario file, and `policy` as the
-/// posture (a directory in the root).
+/// A temporary root with the project's stack, `scenarios` as its only scenario file, and `policy` (unless
+/// empty) as the posture `posture/` in the root.
 fn temp_root(scenarios: &str, policy: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     let r = root();
@@ -132,7 +119,9 @@ fn temp_root(scenarios: &str, policy: &str) -> tempfile::TempDir {
     )
     .expect("write stack");
     std::fs::write(dir.path().join("fixtures/scenarios/s.yaml"), scenarios).expect("scenarios");
-    std::fs::write(dir.path().join("posture/p.yaml"), policy).expect("policy");
+    if !policy.is_empty() {
+        std::fs::write(dir.path().join("posture/p.yaml"), policy).expect("policy");
+    }
     dir
 }
 

@@ -89,15 +89,14 @@ fn every_scenario_of_both_postures_gets_the_verdict_ciliums_engine_gives() {
     );
 }
 
-/// Cilium 1.20 removed Kafka-aware policy: its CRD refuses the hardened kafka-ingress (both sides say
-/// rejected), and the rest must still agree.
-#[test]
-fn every_scenario_of_both_postures_gets_the_verdict_ciliums_1_20_engine_gives() {
-    let r = oracle::release_for(CiliumVersion::new(1, 20)).expect("a 1.20 build");
+/// Every scenario of both postures on the oracle build for `minor` must agree with the model.
+fn every_scenario_agrees_on(minor: &str) {
+    let version: CiliumVersion = minor.parse().expect("version");
+    let r = oracle::release_for(version).expect("an oracle build for this version");
     let o = Oracle::build(&root(), r).unwrap_or_else(|e| panic!("{e}"));
     let mut all = Vec::new();
     for posture in ["seed", "hardened"] {
-        let t = differential_on(posture, &o, "1.20");
+        let t = differential_on(posture, &o, minor);
         eprintln!(
             "{posture}: {} scenarios on Cilium {}: {} agree, {} disagree",
             t.queries,
@@ -109,33 +108,22 @@ fn every_scenario_of_both_postures_gets_the_verdict_ciliums_1_20_engine_gives() 
     }
     assert!(
         all.is_empty(),
-        "the model and Cilium 1.20's policy engine disagree:\n{}",
+        "the model and Cilium {minor}'s policy engine disagree:\n{}",
         all.join("\n")
     );
+}
+
+/// Cilium 1.20 removed Kafka-aware policy: its CRD refuses the hardened kafka-ingress (both sides say
+/// rejected), and the rest must still agree.
+#[test]
+fn every_scenario_of_both_postures_gets_the_verdict_ciliums_1_20_engine_gives() {
+    every_scenario_agrees_on("1.20");
 }
 
 /// Cilium 1.18 (v1.18.3): Kafka rules still exist; egress named ports resolve cluster-wide as on 1.19.
 #[test]
 fn every_scenario_of_both_postures_gets_the_verdict_ciliums_1_18_engine_gives() {
-    let r = oracle::release_for(CiliumVersion::new(1, 18)).expect("a 1.18 build");
-    let o = Oracle::build(&root(), r).unwrap_or_else(|e| panic!("{e}"));
-    let mut all = Vec::new();
-    for posture in ["seed", "hardened"] {
-        let t = differential_on(posture, &o, "1.18");
-        eprintln!(
-            "{posture}: {} scenarios on Cilium {}: {} agree, {} disagree",
-            t.queries,
-            r.release,
-            t.queries - t.disagreements.len().min(t.queries),
-            t.disagreements.len()
-        );
-        all.extend(t.disagreements);
-    }
-    assert!(
-        all.is_empty(),
-        "the model and Cilium 1.18's policy engine disagree:\n{}",
-        all.join("\n")
-    );
+    every_scenario_agrees_on("1.18");
 }
 
 fn harness_check(args: &[&str]) -> (i32, String) {
